@@ -1,0 +1,1 @@
+"""monai_anomaly.inferers."""
