@@ -38,7 +38,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "ruff"],
+        "test": ["pytest>=7", "pytest-timeout", "ruff", "jsonschema"],
         # monailabel 0.8.5 declares sam2 (needs torchvision); install it with --no-deps, see README.
         "label": ["monailabel==0.8.5"],
     },

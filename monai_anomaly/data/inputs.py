@@ -1,0 +1,81 @@
+"""Find the scans to score at inference: single files, DICOM series folders, or folders holding them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from monai_anomaly.utils.enums import AnomalyKeys
+from monai_anomaly.utils.errors import BadInputError, SkipLog
+
+__all__ = ["IMAGE_SUFFIXES", "VOLUME_SUFFIXES", "scan_id", "find_scans"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm")
+
+
+def _suffix(p: Path) -> str:
+    name = p.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else p.suffix.lower()
+
+
+def scan_id(path: str | os.PathLike) -> str:
+    """The volume id of a scan: the file name without its (double) extension, or the DICOM folder's name."""
+    p = Path(path)
+    name = p.name
+    for ext in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _is_dicom_dir(p: Path) -> bool:
+    return p.is_dir() and any(f.suffix.lower() == ".dcm" for f in p.iterdir() if f.is_file())
+
+
+def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log: SkipLog | None = None) -> list[dict]:
+    """List the scans under ``path`` as datalist items ``{"image", "volume_id", "label": -1}``.
+
+    ``path`` may be one image/volume file, a DICOM series folder (``*.dcm`` files), a folder holding any of these
+    (searched recursively; a folder of ``.dcm`` files counts as one series), or a list of such paths.
+
+    Raises:
+        BadInputError: a missing path, a file of an unsupported type (unless ``skip_bad``), or nothing to score.
+
+    Example:
+        >>> find_scans("scans/")  # doctest: +SKIP
+        [{'image': 'scans/case1.nii.gz', 'volume_id': 'case1', 'label': -1}, ...]
+    """
+    log = skip_log if skip_log is not None else SkipLog(skip_bad)
+    if isinstance(path, (list, tuple)):
+        items = [it for p in path for it in find_scans(p, skip_bad=skip_bad, skip_log=log)]
+        return items
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise BadInputError(p, "no such file or folder")
+    found: list[Path] = []
+    if p.is_file():
+        if _suffix(p) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
+            found.append(p)
+        else:
+            log.handle(BadInputError(p, f"unsupported file type (expected one of {IMAGE_SUFFIXES + VOLUME_SUFFIXES})"))
+    elif _is_dicom_dir(p):
+        found.append(p)
+    else:
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rootp = Path(root)
+            if any(f.lower().endswith(".dcm") for f in files):
+                found.append(rootp)  # a DICOM series folder
+                continue
+            for f in sorted(files):
+                fp = rootp / f
+                if f.startswith("."):
+                    continue
+                if _suffix(fp) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
+                    found.append(fp)
+                elif _suffix(fp) not in (".csv", ".json", ".md", ".txt"):
+                    log.handle(BadInputError(fp, "unsupported file type, not an image or volume"))
+    if not found:
+        raise BadInputError(p, "no PNG, JPEG, NIfTI or DICOM scans found")
+    return [{AnomalyKeys.IMAGE: str(f), AnomalyKeys.VOLUME_ID: scan_id(f), AnomalyKeys.LABEL: -1} for f in found]

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from monai_anomaly.data.inputs import find_scans, scan_id
+from monai_anomaly.utils.errors import BadInputError, SkipLog
+
+
+def _png(path):
+    Image.fromarray((np.random.rand(8, 8) * 255).astype(np.uint8)).save(path)
+
+
+def test_find_scans_files_series_and_folders(tmp_path):
+    _png(tmp_path / "a.png")
+    (tmp_path / "vol.nii.gz").write_bytes(b"x")
+    series = tmp_path / "series1"
+    series.mkdir()
+    for i in range(3):
+        (series / f"{i}.dcm").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("ignored")
+    items = find_scans(tmp_path)
+    ids = sorted(it["volume_id"] for it in items)
+    assert ids == ["a", "series1", "vol"]
+    assert all(it["label"] == -1 for it in items)
+    assert find_scans(series)[0]["image"] == str(series)
+    assert find_scans(tmp_path / "a.png")[0]["volume_id"] == "a"
+    assert scan_id("x/case.nii.gz") == "case"
+
+
+def test_find_scans_errors_name_the_path(tmp_path):
+    with pytest.raises(BadInputError, match="missing_dir"):
+        find_scans(tmp_path / "missing_dir")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInputError, match="empty.*no PNG"):
+        find_scans(empty)
+    bad = tmp_path / "scan.bmp"
+    bad.write_bytes(b"x")
+    with pytest.raises(BadInputError, match="scan.bmp"):
+        find_scans(bad)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    _png(mixed / "ok.png")
+    (mixed / "weird.exe").write_bytes(b"x")
+    with pytest.raises(BadInputError, match="weird.exe"):
+        find_scans(mixed)
+    log = SkipLog(skip_bad=True)
+    items = find_scans(mixed, skip_bad=True, skip_log=log)
+    assert [it["volume_id"] for it in items] == ["ok"]
+    assert any("weird.exe" in s["path"] for s in log.as_list())
