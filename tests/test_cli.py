@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+
+from monai_anomaly.cli import AnomalyCLI, _prepare_output, find_bundle, sample_data_dir
+
+
+def test_sample_data_is_embedded():
+    d = sample_data_dir()
+    assert (d / "labels.csv").is_file() and (d / "ATTRIBUTION.md").is_file()
+    assert len(list((d / "normal").glob("*.png"))) == 200
+    assert len(list((d / "abnormal").glob("*/*.png"))) == 100
+
+
+def test_find_bundle_by_name_and_clear_error(tmp_path):
+    root = find_bundle("autoencoder_anomaly")
+    assert (root / "configs" / "metadata.json").is_file()
+    assert "autoencoder_anomaly" in AnomalyCLI().bundles()
+    with pytest.raises(FileNotFoundError, match="no bundle 'nope'.*autoencoder_anomaly"):
+        find_bundle("nope")
+
+
+def test_outputs_are_not_overwritten(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.pt").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        _prepare_output(tmp_path, overwrite=False, marker="models/model.pt")
+    assert _prepare_output(tmp_path, overwrite=True, marker="models/model.pt") == tmp_path.resolve()
+    with pytest.raises(FileExistsError, match="not empty"):
+        AnomalyCLI().demo(output_dir=str(tmp_path))
