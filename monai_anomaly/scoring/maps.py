@@ -1,0 +1,264 @@
+"""Anomaly maps from an image and its reconstruction: residuals, 1 - SSIM, their mix, smoothing and masking.
+
+All functions take batched, channel-first tensors ``(B, C, H, W)`` or ``(B, C, H, W, D)`` (numpy arrays are accepted
+and converted) and return a float torch tensor ``(B, 1, ...)`` of the same spatial size: channels are averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.metrics.regression import compute_ssim_and_cs
+from monai.networks.layers import GaussianFilter
+
+__all__ = ["AnomalyMap", "MAP_METHODS", "compute_anomaly_map", "gaussian_smooth", "residual_map", "ssim_map"]
+
+MAP_METHODS = ("abs", "squared", "ssim", "combined")
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    t = t.as_tensor() if hasattr(t, "as_tensor") else t  # MetaTensor -> plain tensor
+    if t.ndim not in (4, 5):
+        raise ValueError(
+            f"{name} must be batched and channel first, (B, C, H, W) or (B, C, H, W, D); got shape {tuple(t.shape)}"
+        )
+    return t.float() if not torch.is_floating_point(t) or t.dtype == torch.float16 else t
+
+
+def _pair(image: ArrayLike, reconstruction: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    img = _as_tensor(image, "image")
+    rec = _as_tensor(reconstruction, "reconstruction").to(device=img.device, dtype=img.dtype)
+    if img.shape != rec.shape:
+        raise ValueError(f"image and reconstruction shapes differ: {tuple(img.shape)} vs {tuple(rec.shape)}")
+    return img, rec
+
+
+def residual_map(image: ArrayLike, reconstruction: ArrayLike, kind: str = "abs") -> torch.Tensor:
+    """Pixel-wise reconstruction residual, averaged over channels.
+
+    Args:
+        image: ``(B, C, H, W[, D])`` input.
+        reconstruction: the network's reconstruction, same shape.
+        kind: ``"abs"`` for ``|x - x_hat|`` or ``"squared"`` for ``(x - x_hat) ** 2``.
+
+    Returns:
+        ``(B, 1, H, W[, D])`` float tensor.
+
+    Raises:
+        ValueError: unknown ``kind`` or mismatched shapes.
+    """
+    img, rec = _pair(image, reconstruction)
+    diff = img - rec
+    if kind == "abs":
+        r = diff.abs()
+    elif kind == "squared":
+        r = diff * diff
+    else:
+        raise ValueError(f"kind must be 'abs' or 'squared', got {kind!r}")
+    return r.mean(dim=1, keepdim=True)
+
+
+def ssim_map(
+    image: ArrayLike,
+    reconstruction: ArrayLike,
+    win_size: int = 7,
+    data_range: float | None = None,
+    sigma: float = 1.5,
+) -> torch.Tensor:
+    """Local dissimilarity ``1 - SSIM`` with a Gaussian window, same spatial size as the input.
+
+    Uses MONAI's :func:`monai.metrics.regression.compute_ssim_and_cs` (the machinery behind ``SSIMMetric``) on a
+    reflect-padded input, so that the full-resolution SSIM map is returned instead of the valid-convolution one.
+
+    Args:
+        image: ``(B, C, H, W[, D])`` input.
+        reconstruction: same shape.
+        win_size: odd Gaussian window size.
+        data_range: intensity range for the SSIM constants; ``None`` takes, per sample, ``max - min`` over the image
+            and its reconstruction together (1.0 when that is 0).
+        sigma: Gaussian window standard deviation.
+
+    Returns:
+        ``(B, 1, H, W[, D])`` float tensor; about 0 where image and reconstruction agree, up to 2 where they are
+        anti-correlated.
+    """
+    if win_size < 1 or win_size % 2 == 0:
+        raise ValueError(f"win_size must be a positive odd integer, got {win_size}")
+    img, rec = _pair(image, reconstruction)
+    spatial_dims = img.ndim - 2
+    pad = win_size // 2
+    small = min(img.shape[2:]) <= pad
+    mode = "replicate" if small else "reflect"
+    out = []
+    for b in range(img.shape[0]):
+        x, y = img[b : b + 1].float(), rec[b : b + 1].float()
+        if data_range is None:
+            lo = torch.minimum(x.min(), y.min())
+            hi = torch.maximum(x.max(), y.max())
+            dr = float(hi - lo) or 1.0
+        else:
+            dr = float(data_range)
+        if pad:
+            x = F.pad(x, [pad] * (2 * spatial_dims), mode=mode)
+            y = F.pad(y, [pad] * (2 * spatial_dims), mode=mode)
+        ssim, _ = compute_ssim_and_cs(
+            y_pred=y,
+            y=x,
+            spatial_dims=spatial_dims,
+            kernel_size=[win_size] * spatial_dims,
+            kernel_sigma=[sigma] * spatial_dims,
+            data_range=dr,
+        )
+        out.append(1.0 - ssim.mean(dim=1, keepdim=True))
+    return torch.cat(out, dim=0).to(img.dtype)
+
+
+def gaussian_smooth(m: ArrayLike, sigma: float | Sequence[float]) -> torch.Tensor:
+    """Gaussian smoothing of a batched map with MONAI's :class:`~monai.networks.layers.GaussianFilter`.
+
+    Args:
+        m: ``(B, C, H, W[, D])`` map.
+        sigma: standard deviation in pixels (one value, or one per spatial dimension); 0 returns the map unchanged.
+
+    Returns:
+        the smoothed map, same shape, float.
+    """
+    t = _as_tensor(m, "map")
+    sig = list(sigma) if isinstance(sigma, Sequence) else [float(sigma)] * (t.ndim - 2)
+    if all(s == 0 for s in sig):
+        return t
+    if any(s < 0 for s in sig):
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    with torch.no_grad():
+        return GaussianFilter(t.ndim - 2, sig).to(t.device)(t.float()).to(t.dtype)
+
+
+def _weights(weights: Mapping[str, float] | Sequence[float] | None) -> tuple[float, float]:
+    if weights is None:
+        return 0.5, 0.5
+    if isinstance(weights, Mapping):
+        unknown = set(weights) - {"abs", "ssim"}
+        if unknown:
+            raise ValueError(f"combined weights take keys 'abs' and 'ssim', got {sorted(unknown)}")
+        return float(weights.get("abs", 0.0)), float(weights.get("ssim", 0.0))
+    w = [float(v) for v in weights]
+    if len(w) != 2:
+        raise ValueError(f"combined weights need two values (abs, ssim), got {weights}")
+    return w[0], w[1]
+
+
+def compute_anomaly_map(
+    image: ArrayLike,
+    reconstruction: ArrayLike,
+    method: str = "abs",
+    weights: Mapping[str, float] | Sequence[float] | None = None,
+    smooth_sigma: float = 0.0,
+    foreground: ArrayLike | None = None,
+    win_size: int = 7,
+    data_range: float | None = None,
+) -> torch.Tensor:
+    """Anomaly map of a reconstruction-based method.
+
+    Args:
+        image: ``(B, C, H, W[, D])`` input.
+        reconstruction: same shape.
+        method: ``"abs"``, ``"squared"``, ``"ssim"`` (``1 - SSIM``) or ``"combined"`` (``w_abs * abs + w_ssim *
+            ssim``).
+        weights: for ``"combined"``: ``{"abs": w1, "ssim": w2}`` or ``(w1, w2)``; default 0.5 / 0.5.
+        smooth_sigma: Gaussian smoothing sigma in pixels applied to the map (0: none).
+        foreground: bool or 0/1 mask broadcastable to ``(B, 1, ...)``; the map is 0 outside it (applied after
+            smoothing).
+        win_size: SSIM window size.
+        data_range: SSIM data range (see :func:`ssim_map`).
+
+    Returns:
+        ``(B, 1, H, W[, D])`` float tensor.
+    """
+    if method == "abs" or method == "squared":
+        m = residual_map(image, reconstruction, kind=method)
+    elif method == "ssim":
+        m = ssim_map(image, reconstruction, win_size=win_size, data_range=data_range)
+    elif method == "combined":
+        w_abs, w_ssim = _weights(weights)
+        m = w_abs * residual_map(image, reconstruction, "abs") + w_ssim * ssim_map(
+            image, reconstruction, win_size=win_size, data_range=data_range
+        )
+    else:
+        raise ValueError(f"method must be one of {MAP_METHODS}, got {method!r}")
+    if smooth_sigma:
+        m = gaussian_smooth(m, smooth_sigma)
+    if foreground is not None:
+        fg = foreground if isinstance(foreground, torch.Tensor) else torch.as_tensor(np.asarray(foreground))
+        fg = fg.as_tensor() if hasattr(fg, "as_tensor") else fg
+        fg = fg.to(m.device)
+        fg = fg.bool() if fg.dtype == torch.bool else fg > 0.5
+        shape = m.shape
+        try:
+            m = torch.where(fg, m, torch.zeros((), dtype=m.dtype, device=m.device))
+        except RuntimeError as e:
+            raise ValueError(
+                f"foreground of shape {tuple(fg.shape)} does not broadcast to the map shape {tuple(m.shape)}"
+            ) from e
+        if m.shape != shape:
+            raise ValueError(f"foreground of shape {tuple(fg.shape)} changes the map shape to {tuple(m.shape)}")
+    return m
+
+
+class AnomalyMap:
+    """Callable that turns ``(image, reconstruction)`` into an anomaly map (see :func:`compute_anomaly_map`).
+
+    Args:
+        method: ``"abs"``, ``"squared"``, ``"ssim"`` or ``"combined"``.
+        weights: weights of ``"combined"`` (``{"abs": .., "ssim": ..}`` or a pair).
+        smooth_sigma: Gaussian smoothing sigma in pixels (0: none).
+        win_size: SSIM window size.
+        data_range: SSIM data range (``None``: per sample).
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(2, 1, 32, 32)
+        >>> rec = x.clone(); x[:, :, 10:14, 10:14] = 1.0
+        >>> m = AnomalyMap("combined", smooth_sigma=1.0)(x, rec)
+        >>> tuple(m.shape)
+        (2, 1, 32, 32)
+    """
+
+    def __init__(
+        self,
+        method: str = "abs",
+        weights: Mapping[str, float] | Sequence[float] | None = None,
+        smooth_sigma: float = 0.0,
+        win_size: int = 7,
+        data_range: float | None = None,
+    ) -> None:
+        if method not in MAP_METHODS:
+            raise ValueError(f"method must be one of {MAP_METHODS}, got {method!r}")
+        if smooth_sigma < 0:
+            raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
+        if method == "combined":
+            _weights(weights)
+        self.method = method
+        self.weights = weights
+        self.smooth_sigma = smooth_sigma
+        self.win_size = win_size
+        self.data_range = data_range
+
+    def __call__(
+        self, image: ArrayLike, reconstruction: ArrayLike, foreground: ArrayLike | None = None
+    ) -> torch.Tensor:
+        return compute_anomaly_map(
+            image,
+            reconstruction,
+            method=self.method,
+            weights=self.weights,
+            smooth_sigma=self.smooth_sigma,
+            foreground=foreground,
+            win_size=self.win_size,
+            data_range=self.data_range,
+        )
