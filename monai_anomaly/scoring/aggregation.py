@@ -56,8 +56,8 @@ def aggregate_scores(
             ``q`` out of range.
 
     Example:
-        >>> aggregate_scores([0.1, 0.2, 0.9, 0.8], "topk", k=0.5)
-        0.85
+        >>> aggregate_scores([0.1, 0.2, 0.9, 0.7], "topk", k=0.5)
+        0.8
     """
     if method not in AGGREGATION_METHODS:
         raise ValueError(f"method must be one of {AGGREGATION_METHODS}, got {method!r}")
