@@ -104,6 +104,7 @@ def ssim_map(
             dr = float(hi - lo) or 1.0
         else:
             dr = float(data_range)
+        x, y = x / dr, y / dr  # SSIM is scale invariant; unit range keeps float32 variances accurate
         if pad:
             x = F.pad(x, [pad] * (2 * spatial_dims), mode=mode)
             y = F.pad(y, [pad] * (2 * spatial_dims), mode=mode)
@@ -113,7 +114,7 @@ def ssim_map(
             spatial_dims=spatial_dims,
             kernel_size=[win_size] * spatial_dims,
             kernel_sigma=[sigma] * spatial_dims,
-            data_range=dr,
+            data_range=1.0,
         )
         out.append(1.0 - ssim.mean(dim=1, keepdim=True))
     return torch.cat(out, dim=0).to(img.dtype)

@@ -1,0 +1,145 @@
+"""Tests for monai_anomaly.scoring.maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.metrics import SSIMMetric
+from monai.transforms import GaussianSmooth
+
+from monai_anomaly.scoring.maps import AnomalyMap, compute_anomaly_map, gaussian_smooth, residual_map, ssim_map
+
+
+def _brain(shape=(2, 1, 32, 32), seed=0) -> torch.Tensor:
+    """A smooth disc with mild texture, like a normalised brain slice."""
+    g = torch.Generator().manual_seed(seed)
+    grids = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in shape[2:]], indexing="ij")
+    disc = (sum(x**2 for x in grids) < 0.7).float() * 0.6
+    return (disc + 0.05 * torch.rand(shape, generator=g)).clamp(0, 1)
+
+
+def _with_lesion(img: torch.Tensor) -> torch.Tensor:
+    out = img.clone()
+    out[:, :, 8:13, 18:23, ...] = 1.0
+    return out
+
+
+@pytest.mark.parametrize("method", ["abs", "squared", "ssim", "combined"])
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 2, 16, 16, 8)])
+def test_identical_gives_zero_map(method, shape):
+    img = _brain(shape)
+    m = compute_anomaly_map(img, img.clone(), method=method)
+    assert m.shape == (shape[0], 1, *shape[2:])
+    assert m.dtype == torch.float32
+    assert torch.allclose(m, torch.zeros_like(m), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["abs", "squared", "ssim", "combined"])
+def test_lesion_is_where_the_map_peaks(method):
+    rec = _brain()
+    img = _with_lesion(rec)
+    m = compute_anomaly_map(img, rec, method=method, smooth_sigma=1.0)
+    for b in range(m.shape[0]):
+        r, c = divmod(int(m[b, 0].argmax()), m.shape[-1])
+        assert 7 <= r <= 13 and 17 <= c <= 23, (method, r, c)
+    inside = m[:, :, 8:13, 18:23].mean()
+    outside = m[:, :, 20:, :10].mean()
+    assert inside > 5 * outside
+
+
+def test_residual_values_and_channel_mean():
+    img = torch.zeros(1, 2, 4, 4)
+    rec = torch.zeros(1, 2, 4, 4)
+    img[0, 0, 1, 1] = 2.0  # channel 0 differs by 2, channel 1 by -1 at the same pixel
+    rec[0, 1, 1, 1] = 1.0
+    a = residual_map(img, rec, "abs")
+    s = residual_map(img, rec, "squared")
+    assert a.shape == (1, 1, 4, 4)
+    assert a[0, 0, 1, 1] == pytest.approx(1.5)
+    assert s[0, 0, 1, 1] == pytest.approx(2.5)
+    assert a.sum() == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="kind"):
+        residual_map(img, rec, "cubic")
+
+
+def test_numpy_input_returns_torch():
+    img = _brain().numpy()
+    m = compute_anomaly_map(img, np.zeros_like(img), "abs")
+    assert isinstance(m, torch.Tensor)
+    np.testing.assert_allclose(m.numpy(), img, atol=1e-6)
+
+
+def test_ssim_map_matches_monai_ssim_metric_on_the_valid_region():
+    rec = _brain(seed=1)
+    img = _with_lesion(rec)
+    m = ssim_map(img, rec, win_size=7, data_range=1.0)
+    ref = SSIMMetric(spatial_dims=2, data_range=1.0, win_size=7)(rec, img)  # (B, 1) mean SSIM of the valid region
+    valid = 1.0 - m[:, :, 3:-3, 3:-3].mean(dim=(1, 2, 3))
+    assert torch.allclose(valid, ref.flatten(), atol=1e-5)
+    assert m.shape == img.shape
+
+
+def test_ssim_default_data_range_is_per_sample():
+    rec = _brain(seed=2)
+    img = _with_lesion(rec)
+    scaled = ssim_map(img * 100, rec * 100)
+    assert torch.allclose(scaled, ssim_map(img, rec), atol=1e-4)
+    with pytest.raises(ValueError, match="odd"):
+        ssim_map(img, rec, win_size=4)
+
+
+def test_combined_is_weighted_sum():
+    rec = _brain(seed=3)
+    img = _with_lesion(rec)
+    a, s = residual_map(img, rec), ssim_map(img, rec)
+    assert torch.allclose(compute_anomaly_map(img, rec, "combined"), 0.5 * a + 0.5 * s, atol=1e-6)
+    w = compute_anomaly_map(img, rec, "combined", weights={"abs": 1.0, "ssim": 2.0})
+    assert torch.allclose(w, a + 2 * s, atol=1e-6)
+    assert torch.allclose(compute_anomaly_map(img, rec, "combined", weights=(0.2, 0.0)), 0.2 * a, atol=1e-6)
+    with pytest.raises(ValueError, match="keys"):
+        compute_anomaly_map(img, rec, "combined", weights={"mse": 1.0})
+
+
+def test_gaussian_smooth_matches_monai_and_sigma_zero_is_identity():
+    m = torch.rand(2, 1, 16, 16)
+    sm = gaussian_smooth(m, 1.5)
+    for b in range(2):
+        assert torch.allclose(sm[b], GaussianSmooth(sigma=1.5)(m[b]), atol=1e-6)
+    assert torch.equal(gaussian_smooth(m, 0.0), m)
+    assert sm.std() < m.std()
+
+
+def test_foreground_masking():
+    rec = _brain(seed=4)
+    img = _with_lesion(rec) + 0.1
+    fg = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    fg[..., :16, :] = True  # top half only; broadcast over the batch
+    m = compute_anomaly_map(img, rec, "abs", foreground=fg)
+    full = compute_anomaly_map(img, rec, "abs")
+    assert torch.all(m[..., 16:, :] == 0)
+    assert torch.equal(m[..., :16, :], full[..., :16, :])
+    m01 = compute_anomaly_map(img, rec, "abs", foreground=fg.float().numpy())
+    assert torch.equal(m01, m)
+    with pytest.raises(ValueError, match="broadcast"):
+        compute_anomaly_map(img, rec, "abs", foreground=torch.ones(1, 1, 8, 8))
+
+
+def test_anomaly_map_class_matches_function():
+    rec = _brain(seed=5)
+    img = _with_lesion(rec)
+    fg = rec > 0.3
+    f = AnomalyMap("combined", weights=(0.3, 0.7), smooth_sigma=1.0)
+    expected = compute_anomaly_map(img, rec, "combined", weights=(0.3, 0.7), smooth_sigma=1.0, foreground=fg)
+    assert torch.equal(f(img, rec, foreground=fg), expected)
+    with pytest.raises(ValueError, match="method"):
+        AnomalyMap("l1")
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="differ"):
+        compute_anomaly_map(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 9))
+    with pytest.raises(ValueError, match="batched"):
+        compute_anomaly_map(torch.zeros(1, 8, 8), torch.zeros(1, 8, 8))
+    with pytest.raises(ValueError, match="method"):
+        compute_anomaly_map(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), method="mse")
