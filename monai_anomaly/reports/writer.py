@@ -139,8 +139,8 @@ def score_separation(labels: Sequence[int] | np.ndarray, scores: Sequence[float]
     two samples and a non-zero pooled spread.
 
     Example:
-        >>> score_separation([0, 0, 1, 1], [0.0, 2.0, 4.0, 6.0])["cohens_d"]
-        2.8284271247461903
+        >>> round(score_separation([0, 0, 1, 1], [0.0, 2.0, 4.0, 6.0])["cohens_d"], 4)
+        2.8284
     """
     lab = np.asarray(labels).reshape(-1).astype(np.int64)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
