@@ -66,7 +66,7 @@ def pixel_metrics(
     foreground: Any = None,
     max_pixels: int = 2_000_000,
     seed: int = 0,
-    n_thresholds: int = 100,
+    n_thresholds: int | None = None,
 ) -> dict[str, Any]:
     """Pixel AUROC / AUPRC and the best pooled Dice of anomaly maps against lesion masks.
 
@@ -77,7 +77,9 @@ def pixel_metrics(
         max_pixels: above this many pixels, AUROC / AUPRC and the Dice thresholds use a deterministic,
             class-stratified random subsample of this size (``seed``); Dice itself is counted on all pixels.
         seed: subsampling seed.
-        n_thresholds: Dice thresholds, taken at evenly spaced quantiles of the map values (actual map values).
+        n_thresholds: ``None`` sweeps every distinct map value (of the subsample when subsampled), which gives the
+            exact best Dice; an int takes that many evenly spaced quantiles of the map values instead (coarser: with
+            small lesions few quantiles fall in the lesion's intensity range).
 
     Returns:
         dict with "pixel_auroc", "pixel_auprc" (average precision), "best_dice", "best_dice_threshold" (prediction =
@@ -120,7 +122,10 @@ def pixel_metrics(
         vs, ys = v[idx], y[idx]
     else:
         vs, ys = v, y
-    thresholds = np.unique(np.quantile(vs, np.linspace(0.0, 1.0, max(2, n_thresholds)), method="lower"))
+    if n_thresholds is None:
+        thresholds = np.unique(vs)
+    else:
+        thresholds = np.unique(np.quantile(vs, np.linspace(0.0, 1.0, max(2, n_thresholds)), method="lower"))
     dice = dice_sweep(v, y, thresholds)
     best = int(np.argmax(dice))
     return {
