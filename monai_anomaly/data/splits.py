@@ -1,0 +1,297 @@
+"""Seeded, group-aware train/val/test splits of datalists, the normal-only training set, and datalist JSON files."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from monai_anomaly.utils.enums import AnomalyKeys, Role
+from monai_anomaly.utils.errors import BadInputError
+
+__all__ = ["SPLITS", "JSON_KEYS", "split_datalist", "select", "training_items", "write_datalist", "read_datalist"]
+
+SPLITS = ("train", "val", "test")
+# split name -> key of a MONAI (Decathlon-style) datalist JSON file
+JSON_KEYS = {"train": "training", "val": "validation", "test": "test"}
+_PATH_KEYS = (AnomalyKeys.IMAGE.value, AnomalyKeys.MASK.value)
+
+
+def _group_of(item: Mapping, group_key: str) -> str:
+    for k in (group_key, AnomalyKeys.VOLUME_ID.value, AnomalyKeys.IMAGE.value):
+        v = item.get(k)
+        if v not in (None, ""):
+            return str(v)
+    raise ValueError(f"datalist item has no {group_key!r}, volume_id or image: {dict(item)}")
+
+
+def _assign(groups: list[str], sizes: dict[str, int], fractions: Sequence[float], rng: np.random.Generator) -> dict:
+    """Shuffle ``groups`` and cut them into consecutive runs holding ``fractions`` of the items.
+
+    A group goes to the run its middle item falls in, so no group is split and the item fractions are met to within
+    half the largest group.
+    """
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    total = sum(sizes[g] for g in order)
+    bounds = np.cumsum(fractions) * total
+    out: dict[str, int] = {}
+    seen = 0
+    for g in order:
+        mid = seen + sizes[g] / 2.0
+        out[g] = int(min(np.searchsorted(bounds, mid, side="right"), len(fractions) - 1))
+        seen += sizes[g]
+    return out
+
+
+def split_datalist(
+    items: Iterable[Mapping],
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    group_key: str = AnomalyKeys.GROUP.value,
+    stratify: bool = True,
+    anomalies_in_train: bool = False,
+) -> dict[str, list[dict]]:
+    """Split items into ``{"train", "val", "test"}``, seeded and group-aware.
+
+    - Every item of a group (``item[group_key]``, else its ``volume_id``) lands in the same split.
+    - Items whose ``split`` is already ``train``/``val``/``test`` (given by the layout) keep it, and the other items of
+      their group follow them. When the layout gives a train and test split but no val split, ``val_fraction`` of the
+      train groups become the val split (so that normal-only calibration has data).
+    - Other groups are shuffled with ``seed`` and cut so that about ``val_fraction`` / ``test_fraction`` of the items
+      go to val / test, separately per stratum when ``stratify`` (stratum: anomalous or not, and mixed role).
+    - Unless ``anomalies_in_train``, groups holding an anomalous labelled item (label 1, role other than ``mixed``)
+      only go to val and test, in the ratio ``val_fraction : test_fraction``: a normal-only method would not train
+      on them, so putting them in train would waste them. The fractions then apply to the normal groups.
+
+    Each returned item is a copy with ``split`` set.
+
+    Args:
+        items: datalist items (see ``docs/architecture.md``).
+        val_fraction: fraction of items for validation.
+        test_fraction: fraction of items for testing.
+        seed: the random seed; the same items and seed give the same split, whatever the item order.
+        group_key: item key that groups items that must not be separated.
+        stratify: keep the anomalous/normal/mixed proportions in each split.
+        anomalies_in_train: let anomalous groups land in train too.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``.
+
+    Raises:
+        ValueError: fractions outside [0, 1) or summing to 1 or more.
+
+    Example:
+        >>> items = [{"image": f"{i}.png", "label": 0, "role": "normal", "volume_id": str(i)} for i in range(10)]
+        >>> {k: len(v) for k, v in split_datalist(items, 0.2, 0.2).items()}
+        {'train': 6, 'val': 2, 'test': 2}
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"need 0 <= val_fraction, test_fraction and a sum < 1, got {val_fraction}, {test_fraction}")
+    items = [dict(it) for it in items]
+    by_group: dict[str, list[dict]] = defaultdict(list)
+    for it in items:
+        by_group[_group_of(it, group_key)].append(it)
+
+    split_of: dict[str, str] = {}
+    for g, members in by_group.items():
+        preset = [str(m.get(AnomalyKeys.SPLIT.value) or "") for m in members]
+        preset = [s for s in preset if s in SPLITS]
+        if preset:
+            split_of[g] = preset[0]
+    rng = np.random.default_rng(seed)
+    label_k, role_k = AnomalyKeys.LABEL.value, AnomalyKeys.ROLE.value
+
+    def stratum(g: str) -> str:
+        members = by_group[g]
+        if any(int(m.get(label_k, 0)) == 1 and m.get(role_k) != Role.MIXED for m in members):
+            return "anomalous"
+        return "mixed" if any(m.get(role_k) == Role.MIXED for m in members) else "normal"
+
+    # groups the layout gave no split: split by fractions
+    free = sorted(g for g in by_group if g not in split_of)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for g in free:
+        st = stratum(g)
+        if not stratify:  # one pool, apart from anomalous groups kept out of train
+            st = "anomalous" if st == "anomalous" and not anomalies_in_train else "all"
+        strata[st].append(g)
+    sizes = {g: len(m) for g, m in by_group.items()}
+    for name in sorted(strata):
+        groups = strata[name]
+        if not groups:
+            continue
+        if name == "anomalous" and not anomalies_in_train:
+            tot = val_fraction + test_fraction
+            fr = (0.0, val_fraction / tot, test_fraction / tot) if tot > 0 else (0.0, 0.0, 1.0)
+        else:
+            fr = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
+        for g, idx in _assign(groups, sizes, fr, rng).items():
+            split_of[g] = SPLITS[idx]
+
+    # a layout that gave train and test but no val: carve val from the train groups
+    given = {split_of[g] for g in by_group if g not in free}
+    if given and "val" not in given and val_fraction > 0 and not free:
+        train_groups = sorted(g for g in by_group if split_of[g] == "train")
+        tstrata: dict[str, list[str]] = defaultdict(list)
+        for g in train_groups:
+            tstrata[stratum(g) if stratify else "all"].append(g)
+        for name in sorted(tstrata):
+            for g, idx in _assign(tstrata[name], sizes, (1.0 - val_fraction, val_fraction), rng).items():
+                split_of[g] = SPLITS[idx]
+
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for it in items:
+        s = split_of[_group_of(it, group_key)]
+        it[AnomalyKeys.SPLIT.value] = s
+        out[s].append(it)
+    return out
+
+
+def select(
+    items: Iterable[Mapping],
+    split: str | Sequence[str] | None = None,
+    roles: str | Sequence[str] | None = None,
+    labels: int | Sequence[int] | None = None,
+) -> list[dict]:
+    """The items whose ``split``, ``role`` and ``label`` are among those given (``None``: any).
+
+    Example:
+        >>> items = [{"split": "val", "role": "normal", "label": 0}, {"split": "val", "role": "eval", "label": 1}]
+        >>> select(items, split="val", labels=0)
+        [{'split': 'val', 'role': 'normal', 'label': 0}]
+    """
+
+    def as_set(v, cast):
+        if v is None:
+            return None
+        return {cast(x) for x in ([v] if isinstance(v, (str, int)) else v)}
+
+    splits, rls, lbls = as_set(split, str), as_set(roles, str), as_set(labels, int)
+    return [
+        dict(it)
+        for it in items
+        if (splits is None or str(it.get(AnomalyKeys.SPLIT.value, "")) in splits)
+        and (rls is None or str(it.get(AnomalyKeys.ROLE.value, "")) in rls)
+        and (lbls is None or int(it.get(AnomalyKeys.LABEL.value, -1)) in lbls)
+    ]
+
+
+def training_items(split_items: Mapping[str, list] | Iterable[Mapping], include_mixed: bool = False) -> list[dict]:
+    """The training set of an unsupervised method: known normals (role ``normal`` and label 0) of the train split.
+
+    With ``include_mixed`` the unannotated mixed set (role ``mixed``, e.g. Brainomaly's ``train/pos`` +
+    ``train/neg_mixed``) is added; its ``label`` is then set to -1, so a trainer cannot use the true labels.
+
+    Args:
+        split_items: the output of :func:`split_datalist` (its ``train`` list is used) or a list of items (those whose
+            ``split`` is ``train`` or ``""`` are used).
+        include_mixed: add the mixed items, labels hidden.
+
+    Example:
+        >>> items = [{"split": "train", "role": "normal", "label": 0}, {"split": "train", "role": "mixed", "label": 1}]
+        >>> training_items(items, include_mixed=True)[1]["label"]
+        -1
+    """
+    pool = split_items["train"] if isinstance(split_items, Mapping) else select(split_items, split=("train", ""))
+    out = select(pool, roles=Role.NORMAL.value, labels=0)
+    if include_mixed:
+        mixed = select(pool, roles=Role.MIXED.value)
+        for m in mixed:
+            m[AnomalyKeys.LABEL.value] = -1
+        out += mixed
+    return out
+
+
+def _rel(value: str, base: Path | None) -> str:
+    if base is None:
+        return value
+    try:
+        return Path(os.path.relpath(value, base)).as_posix()
+    except ValueError:  # another drive on Windows
+        return value
+
+
+def write_datalist(
+    path: str | os.PathLike,
+    split_items: Mapping[str, list[Mapping]],
+    relative: bool = True,
+    metadata: Mapping | None = None,
+) -> Path:
+    """Write ``{"training": [...], "validation": [...], "test": [...]}``, a datalist MONAI bundles can read.
+
+    Args:
+        path: the JSON file to write (its folder is created).
+        split_items: ``{"train": [...], "val": [...], "test": [...]}`` (the output of :func:`split_datalist`).
+        relative: write ``image``/``mask`` paths relative to the JSON file's folder (so the data and the JSON can move
+            together); otherwise as they are.
+        metadata: extra top-level keys (``name``, ``description``, ...).
+
+    Returns:
+        the path written.
+
+    Note:
+        :func:`monai.data.load_decathlon_datalist` (``is_segmentation=False``) reads the file, but it also joins
+        any other string value that happens to name an existing path next to the JSON file (e.g. a ``cls`` of
+        ``"normal"`` beside a ``normal/`` folder); :func:`read_datalist` only resolves ``image`` and ``mask``.
+
+    Example:
+        >>> write_datalist("datalist.json", split_datalist(build_datalist("data").items))  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.absolute() if relative else None
+    unknown = set(split_items) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split name(s) {sorted(unknown)}; expected {SPLITS}")
+    doc: dict = dict(metadata or {})
+    for s in SPLITS:
+        rows = []
+        for it in split_items.get(s, []):
+            row = {str(k): (str(v) if hasattr(v, "value") else v) for k, v in it.items()}
+            row[AnomalyKeys.SPLIT.value] = s
+            for k in _PATH_KEYS:
+                if row.get(k):
+                    row[k] = _rel(str(row[k]), base)
+            rows.append(row)
+        doc[JSON_KEYS[s]] = rows
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def read_datalist(path: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> dict[str, list[dict]]:
+    """Read a datalist JSON file into ``{"train", "val", "test"}``; relative ``image``/``mask`` paths are resolved
+    against ``base_dir`` (default: the JSON file's folder). Missing keys give empty lists.
+
+    Raises:
+        BadInputError: the file is missing, not JSON, or not a datalist.
+
+    Example:
+        >>> train = read_datalist("datalist.json")["train"]  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "no such datalist file")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInputError(path, f"not a readable JSON file ({e})") from e
+    if not isinstance(doc, dict) or not any(k in doc for k in JSON_KEYS.values()):
+        raise BadInputError(path, f"not a datalist (expected keys {list(JSON_KEYS.values())})")
+    base = Path(base_dir) if base_dir is not None else path.parent.absolute()
+    out: dict[str, list[dict]] = {}
+    for s, key in JSON_KEYS.items():
+        rows = doc.get(key) or []
+        items = []
+        for row in rows:
+            row = {AnomalyKeys.IMAGE.value: row} if isinstance(row, str) else dict(row)
+            for k in _PATH_KEYS:
+                if row.get(k) and not os.path.isabs(row[k]):
+                    row[k] = os.path.normpath(os.path.join(base, row[k]))
+            items.append(row)
+        out[s] = items
+    return out
