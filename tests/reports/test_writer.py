@@ -1,0 +1,226 @@
+"""Tests of monai_anomaly.reports.writer: all report files, overwrite protection, label-free runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from monai_anomaly.metrics.thresholds import Threshold, fit_threshold
+from monai_anomaly.reports.writer import evaluate_scores, read_scores_csv, score_separation, write_report
+from monai_anomaly.utils.errors import BadInputError, SkipLog
+
+
+def _run(seed: int = 0):
+    """6 volumes x 4 slices; volumes 3-5 anomalous; slice 3 of every volume unlabelled (-1)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for v in range(6):
+        lab = int(v >= 3)
+        for s in range(4):
+            rows.append(
+                {
+                    "path": f"/data/vol{v}.nii.gz",
+                    "volume_id": f"vol{v}",
+                    "slice_index": s,
+                    "label": lab if s != 3 else -1,
+                    "score": float(rng.normal(2.0 * lab, 0.7)),
+                }
+            )
+    return rows
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_full_report(tmp_path):
+    rows = _run()
+    rng = np.random.default_rng(1)
+    thr = fit_threshold(rng.normal(0, 0.7, 50), method="mean_std", k=2.0, split="val")
+    img = rng.random((32, 32))
+    panels = {i: (img, img * 0.8, np.abs(img * 0.2)) for i in range(len(rows))}
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    affine[:3, 3] = [10, -20, 5]
+    vmap = rng.random((16, 16, 4)).astype(np.float32)
+    skip = SkipLog(skip_bad=True)
+    skip.handle(BadInputError("/data/broken.nii.gz", "contains NaN voxels"))
+    out_dir = tmp_path / "report"
+    res = write_report(
+        out_dir,
+        rows,
+        threshold=thr,
+        aggregation="max",
+        skipped=skip,
+        panels=panels,
+        volume_maps={"vol0": (vmap, affine)},
+        run_info={"method": "autoencoder"},
+        top_k=3,
+    )
+    expected = {
+        "detailed_results.csv",
+        "volume_results.csv",
+        "metrics.json",
+        "anomaly_report.txt",
+        "roc_curve.png",
+        "pr_curve.png",
+        "score_distribution.png",
+        "top_anomaly_1.png",
+        "top_anomaly_2.png",
+        "top_anomaly_3.png",
+        "anomaly_map_vol0.nii.gz",
+    }
+    assert {p.name for p in out_dir.iterdir()} == expected
+    assert set(res["files"]) == expected
+
+    # detailed CSV: one row per slice, same values as the input, prediction = score >= threshold
+    det = _read_csv(out_dir / "detailed_results.csv")
+    assert len(det) == len(rows)
+    for r, d in zip(rows, det):
+        assert d["path"] == r["path"] and d["volume_id"] == r["volume_id"]
+        assert int(d["slice_index"]) == r["slice_index"] and int(d["label"]) == r["label"]
+        assert float(d["score"]) == pytest.approx(r["score"])
+        assert int(d["prediction"]) == int(r["score"] >= thr.value)
+
+    # volume CSV: max aggregation, label = max of known slice labels
+    vol = _read_csv(out_dir / "volume_results.csv")
+    assert [v["volume_id"] for v in vol] == [f"vol{i}" for i in range(6)]
+    for v in vol:
+        mine = [r["score"] for r in rows if r["volume_id"] == v["volume_id"]]
+        assert int(v["n_slices"]) == 4
+        assert float(v["volume_score"]) == pytest.approx(max(mine))
+        assert int(v["label"]) == int(v["volume_id"] >= "vol3")
+
+    # metrics: -1 slices excluded, values as sklearn
+    m = json.loads((out_dir / "metrics.json").read_text())
+    known = [r for r in rows if r["label"] >= 0]
+    assert m["slice"]["n_labelled"] == 18 and m["slice"]["n_unlabelled"] == 6
+    assert m["slice"]["metrics"]["auroc"] == pytest.approx(
+        roc_auc_score([r["label"] for r in known], [r["score"] for r in known])
+    )
+    assert m["volume"]["metrics"]["n"] == 6
+    assert m["threshold"] == thr.to_dict() and m["threshold"]["split"] == "val"
+    assert m["skipped_files"] == [{"path": "/data/broken.nii.gz", "problem": "contains NaN voxels"}]
+    assert m["run_info"]["method"] == "autoencoder"
+    assert m["score_separation"]["slice"]["n_normal"] == 9 and m["score_separation"]["slice"]["cohens_d"] > 1
+
+    text = (out_dir / "anomaly_report.txt").read_text()
+    for needle in ("AUROC", "mean_std", "fitted on split 'val'", "Cohen's d", "/data/broken.nii.gz: contains NaN"):
+        assert needle in text
+
+    for name in ("roc_curve.png", "pr_curve.png", "score_distribution.png"):
+        with Image.open(out_dir / name) as im:
+            assert im.size == (500, 400)
+    with Image.open(out_dir / "top_anomaly_1.png") as im:
+        assert im.size == (1200, 340)
+
+    nii = nib.load(str(out_dir / "anomaly_map_vol0.nii.gz"))
+    np.testing.assert_allclose(nii.affine, affine)
+    np.testing.assert_allclose(nii.get_fdata(), vmap, atol=1e-6)
+
+
+def test_panels_are_the_highest_scores(tmp_path):
+    rows = _run()
+    asked = []
+
+    def panels(row):
+        asked.append(row["score"])
+        return np.zeros((8, 8)), None, np.ones((8, 8))
+
+    write_report(tmp_path / "r", rows, panels=panels, top_k=2)
+    assert asked == sorted((r["score"] for r in rows), reverse=True)[:2]
+    assert (tmp_path / "r" / "top_anomaly_2.png").exists() and not (tmp_path / "r" / "top_anomaly_3.png").exists()
+
+
+def test_overwrite_protection(tmp_path):
+    rows = _run()
+    out = tmp_path / "r"
+    write_report(out, rows, panels={0: (np.zeros((8, 8)), None, np.ones((8, 8)))})
+    with pytest.raises(FileExistsError, match=str(out)):
+        write_report(out, rows)
+    res = write_report(out, rows[:8], overwrite=True)  # no panels now: the stale one is removed
+    assert not (out / "top_anomaly_1.png").exists()
+    assert len(_read_csv(out / "detailed_results.csv")) == 8
+    assert res["slice"]["metrics"] is None  # volumes 0-1 are normal only
+
+
+def test_label_free_run_has_report_without_metrics(tmp_path):
+    rows = [{"path": f"/x/{i}.png", "score": s} for i, s in enumerate([0.1, 0.5, 0.3])]
+    res = write_report(tmp_path / "r", rows, threshold=0.4)
+    out = tmp_path / "r"
+    assert not (out / "roc_curve.png").exists() and not (out / "pr_curve.png").exists()
+    assert (out / "score_distribution.png").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["slice"]["metrics"] is None and "no labelled slices" in m["slice"]["skipped_reason"]
+    assert m["slice"]["n_predicted_anomalous"] == 1
+    assert m["threshold"]["method"] == "manual"
+    text = (out / "anomaly_report.txt").read_text()
+    assert "metrics skipped: no labelled slices" in text
+    assert [d["prediction"] for d in _read_csv(out / "detailed_results.csv")] == ["0", "1", "0"]
+    assert res["volume"]["n"] == 3  # one volume per 2D file
+
+
+def test_one_class_skips_metrics_with_reason(tmp_path):
+    res = write_report(tmp_path / "r", [{"score": s, "label": 0} for s in (0.1, 0.2)])
+    assert res["slice"]["metrics"] is None
+    assert "all 2 labelled slices are normal (0)" in res["slice"]["skipped_reason"]
+    assert "need both classes" in (tmp_path / "r" / "anomaly_report.txt").read_text()
+
+
+def test_calibrated_and_nonfinite_scores(tmp_path):
+    rows = [
+        {"score": 0.1, "label": 0, "calibrated_score": 0.2},
+        {"score": float("nan"), "label": 1, "calibrated_score": 0.9},
+        {"score": 0.9, "label": 1, "calibrated_score": 0.99},
+        {"score": 0.2, "label": 0, "calibrated_score": 0.4},
+    ]
+    res = write_report(tmp_path / "r", rows)
+    det = _read_csv(tmp_path / "r" / "detailed_results.csv")
+    assert [float(d["calibrated_score"]) for d in det] == [0.2, 0.9, 0.99, 0.4]
+    assert res["slice"]["n_nonfinite"] == 1 and res["slice"]["metrics"]["n"] == 3
+    json.loads((tmp_path / "r" / "metrics.json").read_text())  # strict JSON despite the NaN
+
+
+def test_evaluate_scores_from_arrays_and_csv(tmp_path):
+    rows = _run()
+    res = evaluate_scores(
+        scores=[r["score"] for r in rows],
+        labels=[r["label"] for r in rows],
+        volume_ids=[r["volume_id"] for r in rows],
+        paths=[r["path"] for r in rows],
+        slice_indices=[r["slice_index"] for r in rows],
+        output_dir=tmp_path / "a",
+        threshold=Threshold(1.0, "percentile", "val", {"q": 95.0}),
+    )
+    # an earlier detailed_results.csv is a valid input
+    res2 = evaluate_scores(csv_path=tmp_path / "a" / "detailed_results.csv", output_dir=tmp_path / "b", threshold=1.0)
+    assert res2["slice"]["metrics"]["auroc"] == pytest.approx(res["slice"]["metrics"]["auroc"])
+    assert res2["volume"]["metrics"]["auroc"] == pytest.approx(res["volume"]["metrics"]["auroc"])
+    assert res2["run_info"]["source"].endswith("detailed_results.csv")
+    with pytest.raises(ValueError, match="either scores"):
+        evaluate_scores(output_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="3 scores but 2 label"):
+        evaluate_scores([0.1, 0.2, 0.3], labels=[0, 1], output_dir=tmp_path / "c")
+
+
+def test_bad_csv(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text("path,value\na.png,0.3\n")
+    with pytest.raises(BadInputError, match="needs a 'score' column"):
+        read_scores_csv(p)
+    p.write_text("path,score\na.png,high\n")
+    with pytest.raises(BadInputError, match="line 2"):
+        read_scores_csv(p)
+
+
+def test_score_separation():
+    sep = score_separation([0, 0, 1, 1, -1], [0.0, 2.0, 4.0, 6.0, 100.0])
+    assert sep["mean_normal"] == 1.0 and sep["mean_anomalous"] == 5.0
+    assert sep["cohens_d"] == pytest.approx(4.0 / np.sqrt(2.0))
+    assert score_separation([0, 0], [1.0, 2.0])["cohens_d"] is None
