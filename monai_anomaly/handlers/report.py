@@ -1,0 +1,136 @@
+"""Ignite handler that writes the full anomaly report at the end of a run (and logs it to TensorBoard)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from monai.utils import IgniteInfo, min_version, optional_import
+
+from monai_anomaly.handlers.scores import AnomalyScoreCollector
+from monai_anomaly.metrics.thresholds import Threshold
+from monai_anomaly.reports.writer import write_report
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = ["AnomalyReportHandler"]
+
+logger = logging.getLogger("monai_anomaly")
+
+
+class AnomalyReportHandler:
+    """Write the report of :func:`~monai_anomaly.reports.writer.write_report` from an :class:`AnomalyScoreCollector`.
+
+    Attach the collector and this handler to the same engine (collector first). At ``Events.COMPLETED`` (the end of
+    ``engine.run``) the collected slice rows, the kept panels and 3D maps, the threshold and the skipped files are
+    written to ``output_dir``; the result (metrics.json content and file paths) is kept in ``self.result``. With a
+    ``tensorboard_writer`` (:class:`torch.utils.tensorboard.SummaryWriter`), the slice / volume AUROC, AUPRC and
+    threshold metrics are logged as scalars under ``report/`` and the top-anomaly panels as images.
+
+    Args:
+        output_dir: the report folder.
+        collector: the attached :class:`AnomalyScoreCollector`.
+        threshold: slice threshold (a fitted :class:`~monai_anomaly.metrics.thresholds.Threshold`, its dict, a float)
+            or a callable ``engine -> threshold`` (e.g. read from a loaded checkpoint); ``None`` for no predictions.
+        overwrite: replace a report already in ``output_dir`` (else ``FileExistsError``).
+        tensorboard_writer: optional SummaryWriter.
+        skipped: files skipped as bad input (a :class:`~monai_anomaly.utils.errors.SkipLog` that the data loading
+            fills, a list, or a callable ``engine -> list``).
+        run_info: description of the run stored in the report (the engine's epoch / iteration count are added).
+        top_k: number of panels.
+        event: the Ignite event to write at (``Events.COMPLETED``; ``Events.EPOCH_COMPLETED`` with ``overwrite=True``
+            for a report that follows training validations).
+        global_step_transform: gives the TensorBoard step from the engine (default: ``engine.state.epoch``).
+
+    Example:
+        >>> from monai.engines import SupervisedEvaluator  # doctest: +SKIP
+        >>> collector = AnomalyScoreCollector()  # doctest: +SKIP
+        >>> handlers = [collector, AnomalyReportHandler("out/report", collector, threshold=0.3)]  # doctest: +SKIP
+        >>> SupervisedEvaluator(device, loader, net, postprocessing=post, val_handlers=handlers).run()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        collector: AnomalyScoreCollector,
+        threshold: float | Threshold | Mapping[str, Any] | Callable[[Engine], Any] | None = None,
+        overwrite: bool = False,
+        tensorboard_writer: Any | None = None,
+        skipped: Any = None,
+        run_info: Mapping[str, Any] | None = None,
+        top_k: int = 5,
+        event: Any = None,
+        global_step_transform: Callable[[Engine], int] | None = None,
+    ) -> None:
+        self.output_dir = os.fspath(output_dir)
+        self.collector = collector
+        self.threshold = threshold
+        self.overwrite = overwrite
+        self.tensorboard_writer = tensorboard_writer
+        self.skipped = skipped
+        self.run_info = dict(run_info or {})
+        self.top_k = top_k
+        self.event = event
+        self.global_step_transform = global_step_transform or (lambda engine: engine.state.epoch)
+        self.result: dict[str, Any] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Write the report at ``self.event`` (default ``Events.COMPLETED``) of ``engine``."""
+        engine.add_event_handler(Events.COMPLETED if self.event is None else self.event, self)
+
+    def _resolve(self, value: Any, engine: Engine) -> Any:
+        if callable(value) and not isinstance(value, (Threshold, Mapping)) and not hasattr(value, "as_list"):
+            return value(engine)
+        return value
+
+    def __call__(self, engine: Engine) -> None:
+        if not len(self.collector):
+            logger.warning("AnomalyReportHandler: nothing was collected; no report written to %s", self.output_dir)
+            return
+        run_info = {
+            **self.run_info,
+            "epoch": int(engine.state.epoch),
+            "iterations": int(engine.state.iteration),
+        }
+        self.result = write_report(
+            self.output_dir,
+            self.collector.slice_rows(),
+            threshold=self._resolve(self.threshold, engine),
+            aggregation=self.collector.aggregation,
+            aggregation_kwargs=self.collector.aggregation_kwargs,
+            skipped=self._resolve(self.skipped, engine),
+            panels=self.collector.panels,
+            volume_maps=self.collector.volume_maps,
+            run_info=run_info,
+            overwrite=self.overwrite,
+            top_k=self.top_k,
+        )
+        logger.info("anomaly report written to %s", self.output_dir)
+        if self.tensorboard_writer is not None:
+            self._log_tensorboard(self.global_step_transform(engine))
+
+    def _log_tensorboard(self, step: int) -> None:
+        import matplotlib.image as mpimg
+
+        w = self.tensorboard_writer
+        assert self.result is not None
+        for level in ("slice", "volume"):
+            m = self.result[level]["metrics"] or {}
+            for name, v in m.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
+                    w.add_scalar(f"report/{level}_{name}", float(v), step)
+        for name, path in sorted(self.result["files"].items()):
+            if name.startswith("top_anomaly_") and name.endswith(".png"):
+                rgba = mpimg.imread(path)
+                w.add_image(f"report/{name[:-4]}", np.ascontiguousarray(rgba[..., :3]), step, dataformats="HWC")
+        w.flush()
