@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from monai.data import load_decathlon_datalist
+
+from monai_anomaly.data.layouts import build_datalist, make_item
+from monai_anomaly.data.splits import read_datalist, select, split_datalist, training_items, write_datalist
+from monai_anomaly.utils.enums import Role
+from monai_anomaly.utils.errors import BadInputError
+
+
+def _items(n_normal_vols=40, n_anom_vols=20, slices=3):
+    """Slices of volumes: every volume is a group of ``slices`` items."""
+    items = []
+    for v in range(n_normal_vols):
+        items += [make_item(f"/d/n{v}__{k:03d}.png", 0, "normal", Role.NORMAL) for k in range(slices)]
+    for v in range(n_anom_vols):
+        items += [make_item(f"/d/a{v}__{k:03d}.png", 1, "tumour", Role.EVAL) for k in range(slices)]
+    return items
+
+
+def _groups(split):
+    return {k: {it["group"] for it in v} for k, v in split.items()}
+
+
+def _names(split):
+    return {k: sorted(it["image"] for it in v) for k, v in split.items()}
+
+
+def test_deterministic_and_order_independent():
+    items = _items()
+    a = split_datalist(items, seed=3)
+    assert _names(a) == _names(split_datalist(list(reversed(items)), seed=3))
+    assert _names(a) != _names(split_datalist(items, seed=4))
+    assert all(it["split"] == k for k, v in a.items() for it in v)
+    assert all(it["split"] == "" for it in items)  # input not modified
+
+
+def test_groups_never_cross_and_fractions_hold():
+    items = _items(n_normal_vols=100, n_anom_vols=50)
+    sp = split_datalist(items, val_fraction=0.1, test_fraction=0.2, seed=0)
+    g = _groups(sp)
+    assert not (g["train"] & g["val"] or g["train"] & g["test"] or g["val"] & g["test"])
+    normals = {k: sum(it["label"] == 0 for it in v) for k, v in sp.items()}
+    anomalies = {k: sum(it["label"] == 1 for it in v) for k, v in sp.items()}
+    assert normals["train"] == pytest.approx(210, abs=6) and normals["val"] == pytest.approx(30, abs=6)
+    assert normals["test"] == pytest.approx(60, abs=6)
+    # anomalies never in train by default; val:test = 1:2
+    assert anomalies["train"] == 0 and anomalies["val"] == pytest.approx(50, abs=6)
+
+
+def test_anomalies_in_train_and_no_stratify():
+    items = _items(n_normal_vols=60, n_anom_vols=60)
+    sp = split_datalist(items, val_fraction=0.2, test_fraction=0.2, anomalies_in_train=True)
+    assert sum(it["label"] for it in sp["train"]) == pytest.approx(0.6 * 180, abs=6)
+    sp = split_datalist(items, val_fraction=0.2, test_fraction=0.2, stratify=False, anomalies_in_train=True)
+    assert len(sp["train"]) == pytest.approx(0.6 * 360, abs=6)
+    with pytest.raises(ValueError, match="fraction"):
+        split_datalist(items, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_preset_split_kept_and_val_carved_from_train():
+    items = [
+        make_item(f"/d/h{v}__{k:03d}.png", 0, "neg", Role.NORMAL, split="train") for v in range(20) for k in range(2)
+    ]
+    items += [make_item(f"/d/m{v}__000.png", 1, "pos", Role.MIXED, split="train") for v in range(10)]
+    items += [make_item(f"/d/t{v}__000.png", 1, "pos", Role.EVAL, split="test") for v in range(5)]
+    sp = split_datalist(items, val_fraction=0.2, test_fraction=0.3)
+    assert _names(sp)["test"] == sorted(f"/d/t{v}__000.png" for v in range(5))  # layout's test split kept
+    assert len(sp["val"]) == pytest.approx(0.2 * 50, abs=2) and len(sp["train"]) + len(sp["val"]) == 50
+    g = _groups(sp)
+    assert not g["train"] & g["val"]
+    # both strata (normal, mixed) give some of their groups to val
+    assert {it["role"] for it in sp["val"]} == {"normal", "mixed"}
+    # a layout that already gives val: nothing is moved
+    items[0]["split"] = items[1]["split"] = "val"
+    sp = split_datalist(items)
+    assert _names(sp)["val"] == sorted([items[0]["image"], items[1]["image"]])
+
+
+def test_training_items_normal_only_and_mixed_hidden():
+    items = [
+        make_item("/d/n.png", 0, "neg", Role.NORMAL, split="train"),
+        make_item("/d/m0.png", 0, "neg_mixed", Role.MIXED, split="train"),
+        make_item("/d/m1.png", 1, "pos", Role.MIXED, split="train"),
+        make_item("/d/e.png", 1, "pos", Role.EVAL, split="train"),
+        make_item("/d/v.png", 0, "neg", Role.NORMAL, split="val"),
+    ]
+    assert [it["image"] for it in training_items(items)] == ["/d/n.png"]
+    mixed = training_items({"train": items[:4]}, include_mixed=True)
+    assert [it["image"] for it in mixed] == ["/d/n.png", "/d/m0.png", "/d/m1.png"]
+    assert [it["label"] for it in mixed] == [0, -1, -1]
+    assert items[2]["label"] == 1  # the caller's items keep their true labels
+    assert [it["image"] for it in select(items, split="val", roles="normal")] == ["/d/v.png"]
+    assert len(select(items, labels=(0, 1), roles=["mixed", "eval"])) == 3
+
+
+def test_real_brain_tumor_groups_do_not_cross(shared_data):
+    items = build_datalist(shared_data / "brain_tumor_mri_4class").items
+    sp = split_datalist(items, val_fraction=0.1, test_fraction=0.2, seed=0)
+    g = _groups(sp)
+    assert not (g["train"] & g["val"] or g["train"] & g["test"] or g["val"] & g["test"])
+    # some dhash groups hold several images: check they really stayed together
+    sizes = {}
+    for it in items:
+        sizes[it["group"]] = sizes.get(it["group"], 0) + 1
+    assert max(sizes.values()) > 1
+    train = training_items(sp)
+    assert train and all(it["label"] == 0 and it["role"] == "normal" for it in train)
+    assert len(train) == pytest.approx(0.7 * 1702, rel=0.05)
+
+
+def test_json_round_trip_and_monai_loader(tmp_path):
+    imgs = tmp_path / "data"
+    imgs.mkdir()
+    items = []
+    for v in range(10):
+        (imgs / f"v{v}.png").write_bytes(b"")
+        items.append(make_item(imgs / f"v{v}.png", v % 2, "x", Role.NORMAL if v % 2 == 0 else Role.EVAL))
+    sp = split_datalist(items, 0.2, 0.2)
+    path = write_datalist(tmp_path / "lists" / "datalist.json", sp, metadata={"name": "toy"})
+    doc = json.loads(path.read_text())
+    assert doc["name"] == "toy" and set(doc) == {"name", "training", "validation", "test"}
+    assert all(not Path(r["image"]).is_absolute() for r in doc["training"])
+    back = read_datalist(path)
+    assert {k: [it["image"] for it in v] for k, v in back.items()} == {
+        k: [it["image"] for it in v] for k, v in sp.items()
+    }
+    assert back["train"][0]["label"] == sp["train"][0]["label"]
+    monai_items = load_decathlon_datalist(path, is_segmentation=False, data_list_key="validation")
+    assert [Path(it["image"]) for it in monai_items] == [Path(it["image"]) for it in sp["val"]]
+
+
+def test_read_datalist_errors_name_the_file(tmp_path):
+    bad = tmp_path / "d.json"
+    bad.write_text("{not json")
+    with pytest.raises(BadInputError, match=r"d\.json.*JSON"):
+        read_datalist(bad)
+    bad.write_text('{"foo": []}')
+    with pytest.raises(BadInputError, match=r"d\.json.*not a datalist"):
+        read_datalist(bad)
