@@ -10,7 +10,7 @@ from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 from monai.data import CacheDataset, PersistentDataset
-from monai.transforms import Compose, Randomizable
+from monai.transforms import Compose, Randomizable, Transform
 from torch.utils.data import Dataset
 
 from monai_anomaly.utils.enums import AnomalyKeys
@@ -22,17 +22,24 @@ logger = logging.getLogger("monai_anomaly")
 _BAD = "__bad_input__"
 
 
-def _root_problem(err: BaseException) -> str:
-    """The message of the innermost cause (MONAI wraps transform errors in ``RuntimeError('applying transform')``)."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    if isinstance(err, BadInputError):
-        return err.problem
-    return f"{type(err).__name__}: {err}"
+def _describe(err: BaseException, default_path: str) -> tuple[str, str]:
+    """``(path, problem)`` of a failure: a :class:`BadInputError` in the cause chain (MONAI wraps transform errors in
+    ``RuntimeError("applying transform ...")``) gives both, else the innermost error is the problem."""
+    chain = [err]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    for e in chain:
+        if isinstance(e, BadInputError):
+            return e.path, e.problem
+    inner = chain[-1]
+    return default_path, f"{type(inner).__name__}: {inner}"
 
 
-class _CatchBadInput:
-    """Run the volume transform; an error becomes a marker dict (so one bad file never stops the caching)."""
+class _CatchBadInput(Transform):
+    """Run the volume transform; an error becomes a marker dict (so one bad file never stops the caching).
+
+    A MONAI ``Transform`` (and not random), so that MONAI's cache datasets cache its result.
+    """
 
     def __init__(self, transform: Callable | None, image_key: str) -> None:
         self.transform = transform
@@ -42,8 +49,8 @@ class _CatchBadInput:
         try:
             return dict(item) if self.transform is None else self.transform(item)
         except Exception as e:  # noqa: BLE001 - any failure of a volume is reported as bad input naming the file
-            path = getattr(e, "path", None) if isinstance(e, BadInputError) else None
-            return {_BAD: path or str(item.get(self.image_key, "?")), "problem": _root_problem(e)}
+            path, problem = _describe(e, str(item.get(self.image_key, "?")))
+            return {_BAD: path, "problem": problem}
 
 
 def _has_random(transform: Callable | None) -> bool:
