@@ -129,3 +129,21 @@ def test_with_load_scan_on_real_volumes(shared_data):
     missing = [{**items[0], "image": str(shared_data / "ixi_t1_2mm_sample" / "nope.nii.gz")}]
     with pytest.raises(BadInputError, match="nope.nii.gz"):
         SliceDataset(missing, Compose([io.LoadScand("image"), axial]))
+
+
+def test_with_load_scan_and_volume_to_slices_on_brats(shared_data, tmp_path):
+    io = pytest.importorskip("monai_anomaly.transforms.io")
+    slicing = pytest.importorskip("monai_anomaly.transforms.slicing")
+    dl = build_datalist(shared_data / "brats2018_sample")
+    item = next(it for it in dl.items if it["volume_id"] == "Brats18_CBICA_AOO_1")  # 77 slices with tumour
+    volume_transform = Compose(
+        [
+            io.LoadScand(["image", "mask"], allow_constant=[False, True]),
+            slicing.VolumeToSlicesd(["image", "mask"], axis=2, label_from_mask_key="mask"),
+        ]
+    )
+    ds = SliceDataset([item], volume_transform, cache_dir=tmp_path / "cache")
+    assert len(ds) == 155 and ds[0]["image"].shape == (1, 240, 240)
+    assert sum(int(s["label"]) for s in ds.slices) == 77
+    assert {s["volume_id"] for s in ds.slices} == {"Brats18_CBICA_AOO_1"}
+    assert sorted(int(s["slice_index"]) for s in ds.slices) == list(range(155))
