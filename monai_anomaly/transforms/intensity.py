@@ -1,0 +1,316 @@
+"""Per-volume intensity normalisation and foreground masks.
+
+Statistics are computed once over the whole image or volume (never per slice), so that every slice of a volume is
+scaled the same way and a slice's brightness still says something about the volume it came from. When a foreground
+mask (or a threshold) is given, statistics come from foreground voxels only, so the amount of air around the head
+does not change the scale.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import FillHoles, KeepLargestConnectedComponent, MapTransform, ScaleIntensityRange, Transform
+from monai.transforms.utils_pytorch_numpy_unification import percentile
+from monai.utils import TransformBackends, convert_to_tensor, ensure_tuple_rep
+
+from monai_anomaly.utils.enums import AnomalyKeys
+from monai_anomaly.utils.errors import BadInputError
+
+__all__ = [
+    "ForegroundMask",
+    "ForegroundMaskd",
+    "ForegroundMaskD",
+    "ForegroundMaskDict",
+    "PercentileScale",
+    "PercentileScaled",
+    "PercentileScaleD",
+    "PercentileScaleDict",
+    "ForegroundZScore",
+    "ForegroundZScored",
+    "ForegroundZScoreD",
+    "ForegroundZScoreDict",
+]
+
+
+def _source(img: torch.Tensor) -> str:
+    meta = getattr(img, "meta", None) or {}
+    return str(meta.get("filename_or_obj", "<image>"))
+
+
+def _foreground(img: torch.Tensor, mask: torch.Tensor | None, threshold: float | None) -> torch.Tensor | None:
+    """Boolean selection shaped like the image: ``mask > 0`` (broadcast over channels), ``img > threshold``, or None."""
+    if mask is not None:
+        m = convert_to_tensor(mask, track_meta=False) > 0
+        if m.ndim == img.ndim and m.shape[0] == 1 and img.shape[0] != 1:
+            m = m.expand_as(img)
+        if m.shape != img.shape:
+            raise ValueError(f"mask shape {tuple(m.shape)} does not match image shape {tuple(img.shape)}")
+        return m
+    if threshold is not None:
+        return img > threshold
+    return None
+
+
+class ForegroundMask(Transform):
+    """Non-background voxels of an image: ``image > threshold`` in any channel, optionally cleaned up.
+
+    Holes are filled with MONAI's :class:`~monai.transforms.FillHoles` and the largest connected component kept with
+    :class:`~monai.transforms.KeepLargestConnectedComponent` (both in the image's 2D or 3D space).
+
+    Args:
+        threshold: intensity above which a voxel is foreground (0 suits skull-stripped MRI with a zero background).
+        fill_holes: fill enclosed background holes (e.g. dark ventricles inside a thresholded brain).
+        largest_component: keep only the largest connected component (drops noise specks, markers).
+
+    Returns:
+        a float32 ``(1, *spatial)`` mask of 0/1 carrying the image's metadata (affine, filename).
+
+    Example:
+        >>> import torch
+        >>> img = torch.zeros(1, 8, 8); img[0, 2:6, 2:6] = 5.0; img[0, 3, 3] = 0.0
+        >>> ForegroundMask(threshold=0.0, fill_holes=True)(img).sum().item()
+        16.0
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, threshold: float = 0.0, fill_holes: bool = False, largest_component: bool = False) -> None:
+        self.threshold = threshold
+        self._fill = FillHoles(applied_labels=[1]) if fill_holes else None
+        self._largest = (
+            KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False) if largest_component else None
+        )
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        t = convert_to_tensor(img, track_meta=False)
+        mask = (t > self.threshold).any(dim=0, keepdim=True).to(torch.uint8)
+        if self._largest is not None:
+            mask = convert_to_tensor(self._largest(mask), track_meta=False)
+        if self._fill is not None:
+            mask = convert_to_tensor(self._fill(mask), track_meta=False)
+        mask = mask.to(torch.float32)
+        if isinstance(img, MetaTensor):
+            return MetaTensor(mask, meta=dict(img.meta), applied_operations=list(img.applied_operations))
+        return mask
+
+
+class ForegroundMaskd(MapTransform):
+    """Dictionary wrapper of :class:`ForegroundMask`: adds the mask of ``keys`` under ``mask_keys``.
+
+    Args:
+        keys: image keys to compute masks from.
+        mask_keys: where to store the masks, one per key (default ``"foreground"``).
+        threshold, fill_holes, largest_component: see :class:`ForegroundMask`.
+        allow_missing_keys: do not fail when a key is absent.
+
+    Example:
+        >>> import torch
+        >>> d = ForegroundMaskd(keys="image")({"image": torch.rand(1, 8, 8, 4) + 0.1})
+        >>> d["foreground"].shape
+        torch.Size([1, 8, 8, 4])
+    """
+
+    backend = ForegroundMask.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        mask_keys: Sequence[str] | str = AnomalyKeys.FOREGROUND,
+        threshold: float = 0.0,
+        fill_holes: bool = False,
+        largest_component: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_keys = ensure_tuple_rep(mask_keys, len(self.keys))
+        self.masker = ForegroundMask(threshold, fill_holes, largest_component)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, mask_key in self.key_iterator(d, self.mask_keys):
+            d[mask_key] = self.masker(d[key])
+        return d
+
+
+class PercentileScale(Transform):
+    """Clip an image to its ``[lower, upper]`` intensity percentiles and scale that range to ``[b_min, b_max]``.
+
+    Percentiles are computed once over the whole volume, from the foreground only when a ``mask`` is passed or a
+    ``threshold`` set (voxels ``> threshold``). The scaling is MONAI's :class:`~monai.transforms.ScaleIntensityRange`.
+    Use ``b_min=-1, b_max=1`` for networks with a ``tanh`` output.
+
+    Args:
+        lower: lower percentile (0-100).
+        upper: upper percentile (0-100).
+        b_min: output value of the lower percentile.
+        b_max: output value of the upper percentile.
+        clip: clip the output to ``[b_min, b_max]``.
+        threshold: when no mask is given, the foreground is ``image > threshold``; ``None`` uses every voxel.
+
+    Raises:
+        BadInputError: the foreground is empty (the message names the image's file).
+
+    Example:
+        >>> import torch
+        >>> out = PercentileScale(lower=0, upper=100)(torch.arange(11.0).reshape(1, 11, 1))
+        >>> (out.min().item(), out.max().item())
+        (0.0, 1.0)
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(
+        self,
+        lower: float = 0.5,
+        upper: float = 99.5,
+        b_min: float = 0.0,
+        b_max: float = 1.0,
+        clip: bool = True,
+        threshold: float | None = None,
+    ) -> None:
+        if not 0 <= lower < upper <= 100:
+            raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
+        self.lower, self.upper = lower, upper
+        self.b_min, self.b_max, self.clip = b_min, b_max, clip
+        self.threshold = threshold
+
+    def percentiles(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[float, float]:
+        """The ``(lower, upper)`` percentile values over the foreground of ``img``."""
+        t = convert_to_tensor(img, track_meta=False)
+        sel = _foreground(t, mask, self.threshold)
+        values = t[sel] if sel is not None else t.reshape(-1)
+        if values.numel() == 0:
+            raise BadInputError(_source(img), "has no foreground voxels to compute intensity percentiles from")
+        lo, hi = percentile(values.float(), [self.lower, self.upper])
+        return float(lo), float(hi)
+
+    def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        a_min, a_max = self.percentiles(img, mask)
+        if a_max <= a_min:
+            warnings.warn(
+                f"{_source(img)}: intensity percentiles are equal ({a_min:g}); output set to b_min", stacklevel=2
+            )
+            out = img.float() * 0 + self.b_min
+            return out
+        return ScaleIntensityRange(a_min, a_max, self.b_min, self.b_max, clip=self.clip, dtype=torch.float32)(img)
+
+
+class PercentileScaled(MapTransform):
+    """Dictionary wrapper of :class:`PercentileScale`; ``mask_key`` names a foreground mask to take percentiles from.
+
+    Example:
+        >>> import torch
+        >>> d = {"image": torch.rand(1, 8, 8, 4) * 100, "foreground": torch.ones(1, 8, 8, 4)}
+        >>> out = PercentileScaled(keys="image", mask_key="foreground", b_min=-1, b_max=1)(d)
+        >>> bool(out["image"].min() >= -1 and out["image"].max() <= 1)
+        True
+    """
+
+    backend = PercentileScale.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        lower: float = 0.5,
+        upper: float = 99.5,
+        b_min: float = 0.0,
+        b_max: float = 1.0,
+        clip: bool = True,
+        threshold: float | None = None,
+        mask_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scaler = PercentileScale(lower, upper, b_min, b_max, clip, threshold)
+        self.mask_key = mask_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        mask = d[self.mask_key] if self.mask_key is not None else None
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key], mask)
+        return d
+
+
+class ForegroundZScore(Transform):
+    """Z-score an image with the mean and standard deviation of its foreground; background set to ``background``.
+
+    Like MONAI's ``NormalizeIntensity(nonzero=True)``, but the foreground is a given mask (or ``image > threshold``)
+    and the background gets a fixed value, so that it does not pull the statistics.
+
+    Args:
+        threshold: foreground is ``image > threshold`` when no mask is passed.
+        background: value written outside the foreground.
+        eps: added to the standard deviation.
+
+    Raises:
+        BadInputError: the foreground is empty (the message names the image's file).
+
+    Example:
+        >>> import torch
+        >>> img = torch.tensor([[[0.0, 1.0, 3.0]]])
+        >>> ForegroundZScore(threshold=0.0, eps=0.0)(img).tolist()
+        [[[0.0, -1.0, 1.0]]]
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, threshold: float = 0.0, background: float = 0.0, eps: float = 1e-8) -> None:
+        self.threshold, self.background, self.eps = threshold, background, eps
+
+    def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        t = convert_to_tensor(img, track_meta=False).float()
+        sel = _foreground(t, mask, self.threshold)
+        values = t[sel]
+        if values.numel() == 0:
+            raise BadInputError(_source(img), "has no foreground voxels to compute a z-score from")
+        mean = values.mean()
+        std = values.std(unbiased=False) if values.numel() > 1 else torch.zeros(())
+        out = torch.where(sel, (t - mean) / (std + self.eps if std > 0 else 1.0), torch.full_like(t, self.background))
+        if isinstance(img, MetaTensor):
+            return MetaTensor(out, meta=dict(img.meta), applied_operations=list(img.applied_operations))
+        return out
+
+
+class ForegroundZScored(MapTransform):
+    """Dictionary wrapper of :class:`ForegroundZScore`; ``mask_key`` names the foreground mask (e.g. ``foreground``).
+
+    Example:
+        >>> import torch
+        >>> d = ForegroundZScored(keys="image")({"image": torch.rand(1, 8, 8) + 1.0})
+        >>> abs(d["image"].mean().item()) < 1e-5
+        True
+    """
+
+    backend = ForegroundZScore.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        threshold: float = 0.0,
+        background: float = 0.0,
+        eps: float = 1e-8,
+        mask_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.zscore = ForegroundZScore(threshold, background, eps)
+        self.mask_key = mask_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        mask = d[self.mask_key] if self.mask_key is not None else None
+        for key in self.key_iterator(d):
+            d[key] = self.zscore(d[key], mask)
+        return d
+
+
+ForegroundMaskD = ForegroundMaskDict = ForegroundMaskd
+PercentileScaleD = PercentileScaleDict = PercentileScaled
+ForegroundZScoreD = ForegroundZScoreDict = ForegroundZScored

@@ -1,0 +1,113 @@
+"""Resize images to a square (cube) of a given size, keeping the aspect ratio."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import CenterSpatialCrop, MapTransform, Resize, SpatialPad, Transform
+from monai.utils import TransformBackends, ensure_tuple_rep
+
+__all__ = ["ResizeToSquare", "ResizeToSquared", "ResizeToSquareD", "ResizeToSquareDict"]
+
+_NEAREST = ("nearest", "nearest-exact")
+
+
+class ResizeToSquare(Transform):
+    """Resize a channel-first image so it becomes ``size`` x ``size`` (x ``size``) without distorting it.
+
+    ``mode="pad"`` (default) resizes the longest side to ``size`` with MONAI's ``Resize(size_mode="longest")`` and pads
+    the short side symmetrically with ``value`` (:class:`~monai.transforms.SpatialPad`); the whole image is kept. This
+    matches :func:`monai_anomaly.inferers.slice.fit_to_square` used at inference (which uses torch's antialias instead
+    of MONAI's Gaussian anti-aliasing when shrinking, so values differ slightly). ``mode="crop"`` resizes the
+    shortest side to ``size`` and crops the centre (:class:`~monai.transforms.CenterSpatialCrop`).
+
+    Args:
+        size: side of the output square.
+        mode: ``"pad"`` or ``"crop"``.
+        interp_mode: interpolation (``"bilinear"`` for images, ``"nearest"`` for masks and labels).
+        anti_aliasing: smooth before shrinking (ignored for nearest interpolation).
+        value: padding value (use the background value, e.g. ``-1`` for images scaled to ``[-1, 1]``).
+
+    Example:
+        >>> import torch
+        >>> ResizeToSquare(32)(torch.rand(1, 40, 20)).shape
+        torch.Size([1, 32, 32])
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        size: int,
+        mode: str = "pad",
+        interp_mode: str = "bilinear",
+        anti_aliasing: bool = True,
+        value: float = 0.0,
+    ) -> None:
+        if int(size) < 1:
+            raise ValueError(f"size must be a positive integer, got {size}")
+        if mode not in ("pad", "crop"):
+            raise ValueError(f"mode must be 'pad' or 'crop', got {mode!r}")
+        self.size = int(size)
+        self.mode = mode
+        self.interp_mode = interp_mode
+        self.anti_aliasing = anti_aliasing and interp_mode not in _NEAREST
+        self.value = value
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        spatial = tuple(int(s) for s in img.shape[1:])
+        nd = len(spatial)
+        target = (self.size,) * nd
+        if self.mode == "pad":
+            resize = Resize(self.size, size_mode="longest", mode=self.interp_mode, anti_aliasing=self.anti_aliasing)
+            out = resize(img)
+            return SpatialPad(target, method="symmetric", value=self.value)(out)
+        scale = self.size / min(spatial)
+        new_size = tuple(max(self.size, int(round(s * scale))) for s in spatial)
+        out = Resize(new_size, mode=self.interp_mode, anti_aliasing=self.anti_aliasing)(img)
+        return CenterSpatialCrop(target)(out)
+
+
+class ResizeToSquared(MapTransform):
+    """Dictionary wrapper of :class:`ResizeToSquare`; ``interp_mode`` may differ per key (``"nearest"`` for masks).
+
+    Example:
+        >>> import torch
+        >>> t = ResizeToSquared(["image", "mask"], size=16, interp_mode=["bilinear", "nearest"])
+        >>> out = t({"image": torch.rand(1, 30, 20), "mask": (torch.rand(1, 30, 20) > 0.5).float()})
+        >>> sorted(out["mask"].unique().tolist()), tuple(out["image"].shape)
+        ([0.0, 1.0], (1, 16, 16))
+    """
+
+    backend = ResizeToSquare.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        size: int,
+        mode: str = "pad",
+        interp_mode: Sequence[str] | str = "bilinear",
+        anti_aliasing: Sequence[bool] | bool = True,
+        value: Sequence[float] | float = 0.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        n = len(self.keys)
+        self.resizers = [
+            ResizeToSquare(size, mode, m, a, v)
+            for m, a, v in zip(
+                ensure_tuple_rep(interp_mode, n), ensure_tuple_rep(anti_aliasing, n), ensure_tuple_rep(value, n)
+            )
+        ]
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, resizer in self.key_iterator(d, self.resizers):
+            d[key] = resizer(d[key])
+        return d
+
+
+ResizeToSquareD = ResizeToSquareDict = ResizeToSquared
