@@ -1,0 +1,304 @@
+"""Evaluator of reconstruction-based anomaly detectors: per-slice output contract and ``val_recon_loss``."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from monai.engines import SupervisedEvaluator
+from monai.engines.utils import IterationEvents, default_metric_cmp_fn
+from monai.inferers import Inferer
+from monai.transforms import Transform
+from monai.utils import ForwardMode, IgniteInfo, min_version, optional_import
+from torch.utils.data import DataLoader
+
+from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lower_is_better
+from monai_anomaly.losses.reconstruction import ReconstructionLoss
+from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
+from monai_anomaly.scoring.slice_scores import SLICE_SCORE_METHODS, slice_scores
+from monai_anomaly.utils.enums import AnomalyKeys
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine, EventEnum
+    from ignite.metrics import Metric
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+    Metric, _ = optional_import("ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Metric", as_type="base")
+    EventEnum, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EventEnum", as_type="base"
+    )
+reinit__is_reduced, _ = optional_import(
+    "ignite.metrics.metric", IgniteInfo.OPT_IMPORT_VERSION, min_version, "reinit__is_reduced", as_type="decorator"
+)
+sync_all_reduce, _ = optional_import(
+    "ignite.metrics.metric", IgniteInfo.OPT_IMPORT_VERSION, min_version, "sync_all_reduce", as_type="decorator"
+)
+
+__all__ = ["VAL_RECON_LOSS", "NormalReconstructionLoss", "ReconstructionEvaluator"]
+
+logger = logging.getLogger("monai_anomaly")
+
+VAL_RECON_LOSS = "val_recon_loss"
+
+
+def _flat(v: Any, n: int, default: float) -> torch.Tensor:
+    """A value per sample as a float64 CPU tensor of length ``n`` (``default`` where absent)."""
+    if v is None:
+        return torch.full((n,), float(default), dtype=torch.float64)
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().reshape(-1).to(torch.float64)
+    if isinstance(v, (list, tuple)):
+        return torch.as_tensor([float(_flat(i, 1, default)[0]) for i in v], dtype=torch.float64)
+    return torch.as_tensor([float(v)], dtype=torch.float64)
+
+
+def _losses_and_labels(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``recon_loss`` and ``label`` of an evaluator output (batched dict or list of per-sample dicts)."""
+    items = output if isinstance(output, (list, tuple)) else [output]
+    losses, labels = [], []
+    for item in items:
+        if not isinstance(item, Mapping) or LossKeys.RECON_LOSS not in item:
+            continue
+        loss = _flat(item[LossKeys.RECON_LOSS], 1, math.nan)
+        losses.append(loss)
+        labels.append(_flat(item.get(AnomalyKeys.LABEL), loss.numel(), 0))
+    if not losses:
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    return torch.cat(losses), torch.cat(labels)
+
+
+class NormalReconstructionLoss(Metric):
+    """Mean per-sample reconstruction loss over the NORMAL samples (label 0) of a run; lower is better.
+
+    Reads ``recon_loss`` and ``label`` from the evaluator output (samples without a label count as normal, labels 1
+    and -1 are left out). This is :class:`ReconstructionEvaluator`'s default key metric ``val_recon_loss``: it
+    needs no anomalies in the validation split, so it works for checkpoint selection and early stopping on a
+    normal-only validation set (use ``CheckpointSaver(key_metric_negative_sign=True)`` and
+    ``EarlyStopHandler(score_function=lambda e: -e.state.metrics["val_recon_loss"])``).
+
+    Args:
+        output_transform: turns ``engine.state.output`` into ``(losses, labels)`` tensors.
+        device: where the sums live (distributed reduction).
+
+    Example:
+        >>> import torch
+        >>> m = NormalReconstructionLoss()
+        >>> m.update((torch.tensor([0.1, 0.9, 0.3]), torch.tensor([0, 1, 0])))
+        >>> round(m.compute(), 6)
+        0.2
+    """
+
+    def __init__(
+        self,
+        output_transform: Callable[[Any], tuple[torch.Tensor, torch.Tensor]] = _losses_and_labels,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(output_transform=output_transform, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._sum = torch.zeros((), dtype=torch.float64, device=self._device)
+        self._num = torch.zeros((), dtype=torch.float64, device=self._device)
+
+    @reinit__is_reduced
+    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        losses, labels = output
+        losses = torch.as_tensor(losses, dtype=torch.float64).detach().reshape(-1).to(self._device)
+        labels = torch.as_tensor(labels, dtype=torch.float64).detach().reshape(-1).to(self._device)
+        keep = (labels == 0) & torch.isfinite(losses)
+        self._sum += losses[keep].sum()
+        self._num += keep.sum()
+
+    @sync_all_reduce("_sum", "_num")
+    def compute(self) -> float:
+        if float(self._num) == 0:
+            logger.warning("val_recon_loss: no normal (label 0) samples in this run; the metric is NaN")
+            return math.nan
+        return float(self._sum / self._num)
+
+
+class ReconstructionEvaluator(SupervisedEvaluator):
+    """MONAI :class:`~monai.engines.SupervisedEvaluator` for reconstruction methods, yielding the output contract.
+
+    Per batch, ``engine.state.output`` holds (keys :class:`~monai_anomaly.utils.enums.AnomalyKeys`) ``image``,
+    ``reconstruction``, ``anomaly_map`` ``(B, 1, H, W)`` (:func:`~monai_anomaly.scoring.maps.compute_anomaly_map`),
+    ``score`` ``(B,)`` (:func:`~monai_anomaly.scoring.slice_scores.slice_scores`), ``label`` (``-1`` when the batch
+    has none), ``volume_id``, ``slice_index`` (from the batch; ``""`` / ``0`` when absent) and ``recon_loss``
+    (per-sample reconstruction loss); with ``decollate=True`` (default) it becomes one dict per sample, which is
+    what :class:`~monai_anomaly.handlers.scores.AnomalyScoreCollector` and
+    :class:`~monai_anomaly.handlers.training.ThresholdFitter` read.
+
+    Unless ``key_val_metric`` is given, the key metric is ``val_recon_loss``
+    (:class:`NormalReconstructionLoss`: mean reconstruction loss over the normal slices, lower is better, compared
+    with ``lower_is_better``).
+
+    Args:
+        device: device to evaluate on.
+        val_data_loader: loader of dictionary batches (``image``, ``label``, ``volume_id``, ``slice_index``...).
+        network: the reconstruction network (autoencoder / VAE: returns the reconstruction or a VAE tuple).
+        map_method: one of :data:`~monai_anomaly.scoring.maps.MAP_METHODS`.
+        map_kwargs: other arguments of ``compute_anomaly_map`` (``weights``, ``smooth_sigma``, ``win_size``,
+            ``data_range``).
+        score_method: one of :data:`~monai_anomaly.scoring.slice_scores.SLICE_SCORE_METHODS`.
+        score_kwargs: ``k`` / ``q`` of ``slice_scores``.
+        foreground_key: batch key of a foreground mask: the map is 0 outside it and only its pixels are scored.
+        loss_function: per-sample reconstruction loss (``reduction="none"``); default ``ReconstructionLoss("l1",
+            reduction="none")``.
+        image_key: the image key, used by the default ``prepare_batch``.
+        prepare_batch: strategy turning a batch into ``(inputs, targets)``.
+        key_val_metric: overrides the ``val_recon_loss`` key metric.
+        metric_cmp_fn: comparison of the key metric (default: lower is better when the default key metric is used).
+        kwargs: other arguments of :class:`~monai.engines.SupervisedEvaluator` (``inferer``, ``val_handlers``,
+            ``postprocessing``, ``amp``, ``decollate``...).
+
+    Example:
+        >>> import torch
+        >>> from monai_anomaly.networks.autoencoder import ConvAutoEncoder
+        >>> net = ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2))
+        >>> data = [{"image": torch.rand(2, 1, 16, 16), "label": torch.tensor([0, 1]), "volume_id": ["a", "b"],
+        ...          "slice_index": torch.tensor([0, 3])}]
+        >>> ev = ReconstructionEvaluator("cpu", data, net, map_method="abs", score_method="max")
+        >>> ev.run()
+        >>> sorted(map(str, ev.state.output[0]))[:4], "val_recon_loss" in ev.state.metrics
+        (['anomaly_map', 'image', 'label', 'recon_loss'], True)
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        val_data_loader: Iterable | DataLoader,
+        network: torch.nn.Module,
+        map_method: str = "abs",
+        map_kwargs: Mapping[str, Any] | None = None,
+        score_method: str = "mean",
+        score_kwargs: Mapping[str, Any] | None = None,
+        foreground_key: str | None = None,
+        loss_function: Callable | None = None,
+        image_key: str = AnomalyKeys.IMAGE,
+        prepare_batch: Callable | None = None,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        iteration_update: Callable[[Engine, Any], Any] | None = None,
+        inferer: Inferer | None = None,
+        postprocessing: Transform | None = None,
+        key_val_metric: dict[str, Metric] | None = None,
+        additional_metrics: dict[str, Metric] | None = None,
+        metric_cmp_fn: Callable | None = None,
+        val_handlers: Sequence | None = None,
+        amp: bool = False,
+        mode: ForwardMode | str = ForwardMode.EVAL,
+        event_names: list[str | EventEnum | type[EventEnum]] | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = True,
+        to_kwargs: dict | None = None,
+        amp_kwargs: dict | None = None,
+    ) -> None:
+        if map_method not in MAP_METHODS:
+            raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
+        if score_method not in SLICE_SCORE_METHODS:
+            raise ValueError(f"score_method must be one of {SLICE_SCORE_METHODS}, got {score_method!r}")
+        dev = torch.device(device)
+        if amp and dev.type != "cuda":
+            amp = False
+        if key_val_metric is None:
+            key_val_metric = {VAL_RECON_LOSS: NormalReconstructionLoss()}
+            metric_cmp_fn = lower_is_better if metric_cmp_fn is None else metric_cmp_fn
+        elif metric_cmp_fn is None:
+            metric_cmp_fn = default_metric_cmp_fn
+        super().__init__(
+            device=dev,
+            val_data_loader=val_data_loader,
+            network=network,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=PrepareBatchReconstruction(image_key) if prepare_batch is None else prepare_batch,
+            iteration_update=iteration_update,
+            inferer=inferer,
+            postprocessing=postprocessing,
+            key_val_metric=key_val_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            val_handlers=val_handlers,
+            amp=amp,
+            mode=mode,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            to_kwargs=to_kwargs,
+            amp_kwargs={"dtype": torch.bfloat16} if amp_kwargs is None else amp_kwargs,
+        )
+        self.image_key = image_key
+        self.map_method = map_method
+        self.map_kwargs = dict(map_kwargs or {})
+        self.score_method = score_method
+        self.score_kwargs = dict(score_kwargs or {})
+        self.foreground_key = foreground_key
+        self.recon_loss_fn = ReconstructionLoss("l1", reduction="none") if loss_function is None else loss_function
+
+    @staticmethod
+    def _batch_value(batchdata: Any, key: str) -> Any:
+        return batchdata.get(key) if isinstance(batchdata, Mapping) else None
+
+    def _iteration(self, engine: ReconstructionEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:
+        """Reconstruct one batch and compute its anomaly maps, slice scores and per-sample losses.
+
+        Raises:
+            ValueError: when ``batchdata`` is None.
+        """
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        if len(batch) == 2:
+            inputs, targets = batch
+            args: tuple = ()
+            kwargs: dict = {}
+        else:
+            inputs, targets, args, kwargs = batch
+        with engine.mode(engine.network):
+            if engine.amp:
+                with torch.autocast(engine.state.device.type, **engine.amp_kwargs):
+                    pred = engine.inferer(inputs, engine.network, *args, **kwargs)
+                pred = tuple(p.float() for p in pred) if isinstance(pred, (tuple, list)) else pred.float()
+            else:
+                pred = engine.inferer(inputs, engine.network, *args, **kwargs)
+            recon = pred[0] if isinstance(pred, (tuple, list)) else pred
+            foreground = None
+            if engine.foreground_key is not None:
+                foreground = self._batch_value(batchdata, engine.foreground_key)
+                if foreground is None:
+                    raise KeyError(f"batch has no foreground key {engine.foreground_key!r}")
+                foreground = torch.as_tensor(foreground).to(recon.device)
+            amap = compute_anomaly_map(
+                inputs, recon, method=engine.map_method, foreground=foreground, **engine.map_kwargs
+            )
+            scores = slice_scores(amap, method=engine.score_method, mask=foreground, **engine.score_kwargs)
+            recon_loss = torch.as_tensor(engine.recon_loss_fn(recon, targets)).detach().reshape(-1)
+        n = inputs.shape[0]
+        label = self._batch_value(batchdata, AnomalyKeys.LABEL)
+        label = torch.full((n,), -1, dtype=torch.long) if label is None else torch.as_tensor(label).reshape(-1)
+        volume_id = self._batch_value(batchdata, AnomalyKeys.VOLUME_ID)
+        volume_id = [""] * n if volume_id is None else [str(v) for v in volume_id]
+        slice_index = self._batch_value(batchdata, AnomalyKeys.SLICE_INDEX)
+        slice_index = (
+            torch.zeros(n, dtype=torch.long) if slice_index is None else torch.as_tensor(slice_index).reshape(-1)
+        )
+        engine.state.output = {
+            AnomalyKeys.IMAGE: inputs,
+            AnomalyKeys.RECONSTRUCTION: recon.detach(),
+            AnomalyKeys.ANOMALY_MAP: amap.detach(),
+            AnomalyKeys.SCORE: scores,
+            AnomalyKeys.LABEL: label,
+            AnomalyKeys.VOLUME_ID: volume_id,
+            AnomalyKeys.SLICE_INDEX: slice_index,
+            LossKeys.RECON_LOSS: recon_loss,
+        }
+        if foreground is not None:
+            engine.state.output[AnomalyKeys.FOREGROUND] = foreground
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output

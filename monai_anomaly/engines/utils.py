@@ -1,0 +1,235 @@
+"""Helpers of the training engines: batch preparation, output keys, checkpoint resume and a progress bar."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from monai.engines.utils import PrepareBatch
+from monai.utils import IgniteInfo, StrEnum, min_version, optional_import
+
+from monai_anomaly.utils.enums import AnomalyKeys
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+ProgressBar, _has_pbar = optional_import(
+    "ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "ProgressBar", as_type="decorator"
+)
+
+__all__ = [
+    "LossKeys",
+    "PrepareBatchReconstruction",
+    "ProgressBarHandler",
+    "attach_progress_bar",
+    "find_latest_checkpoint",
+    "lower_is_better",
+    "output_loss",
+    "resume_if_exists",
+]
+
+logger = logging.getLogger("monai_anomaly")
+
+
+class LossKeys(StrEnum):
+    """Keys of the loss terms the reconstruction trainer and evaluator put in ``engine.state.output``."""
+
+    RECON_LOSS = "recon_loss"
+    KL_LOSS = "kl_loss"
+
+
+def lower_is_better(current: float, previous_best: float) -> bool:
+    """``metric_cmp_fn`` for metrics where lower is better (e.g. ``val_recon_loss``)."""
+    return current < previous_best
+
+
+class PrepareBatchReconstruction(PrepareBatch):
+    """``prepare_batch`` strategy for reconstruction training: the target is the input image itself.
+
+    Args:
+        image_key: key of the image in a dictionary batch (a tensor batch is used as is).
+
+    Example:
+        >>> import torch
+        >>> x, y = PrepareBatchReconstruction()({"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([0, 1])})
+        >>> x is y, tuple(x.shape)
+        (True, (2, 1, 4, 4))
+    """
+
+    def __init__(self, image_key: str = AnomalyKeys.IMAGE) -> None:
+        self.image_key = image_key
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any] | torch.Tensor | Sequence[torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(batchdata, Mapping):
+            if self.image_key not in batchdata:
+                raise KeyError(f"batch has no {self.image_key!r} key (keys: {sorted(map(str, batchdata))})")
+            image = batchdata[self.image_key]
+        elif isinstance(batchdata, torch.Tensor):
+            image = batchdata
+        elif isinstance(batchdata, Sequence) and batchdata and isinstance(batchdata[0], torch.Tensor):
+            image = batchdata[0]
+        else:
+            raise TypeError(f"cannot take an image from a batch of type {type(batchdata).__name__}")
+        image = image.to(device=device, non_blocking=non_blocking, **kwargs)
+        return image, image
+
+
+def output_loss(output: Any) -> dict[str, float]:
+    """The loss terms of a trainer output (a dict, or the list of per-sample dicts after decollation) as floats.
+
+    Usable as ``output_transform`` of :class:`ignite.handlers.ProgressBar` and MONAI's ``StatsHandler``.
+    """
+    item = output[0] if isinstance(output, (list, tuple)) and output else output
+    if not isinstance(item, Mapping):
+        return {}
+    out = {}
+    for key in ("loss", LossKeys.RECON_LOSS, LossKeys.KL_LOSS):
+        v = item.get(key)
+        if v is None:
+            continue
+        out[str(key)] = float(v.detach().float().mean()) if isinstance(v, torch.Tensor) else float(v)
+    return out
+
+
+_NUMBER = re.compile(r"(?:epoch|iteration)=(\d+)")
+
+
+def _checkpoint_order(path: str) -> tuple[int, float]:
+    """Sort key: the epoch / iteration number in a CheckpointSaver file name, then the modification time."""
+    m = _NUMBER.findall(os.path.basename(path))
+    return (int(m[-1]) if m else -1, os.path.getmtime(path))
+
+
+def find_latest_checkpoint(folder: str | os.PathLike, pattern: str = "*.pt") -> str | None:
+    """The newest checkpoint in ``folder``, or ``None`` when there is none (or no folder).
+
+    Files written by MONAI's ``CheckpointSaver`` carry their epoch or iteration in the name
+    (``checkpoint_epoch=3.pt``, ``net_iteration=120.pt``, ``checkpoint_final_iteration=200.pt``); the highest number
+    wins, and files without a number rank below numbered ones, by modification time.
+
+    Args:
+        folder: the checkpoint folder.
+        pattern: glob pattern of checkpoint files in it.
+
+    Example:
+        >>> find_latest_checkpoint("/nonexistent") is None
+        True
+    """
+    if not os.path.isdir(folder):
+        return None
+    files = [f for f in glob.glob(os.path.join(os.fspath(folder), pattern)) if os.path.isfile(f)]
+    if not files:
+        return None
+    return max(files, key=_checkpoint_order)
+
+
+def resume_if_exists(
+    engine: Engine,
+    folder: str | os.PathLike,
+    load_dict: Mapping[str, Any],
+    pattern: str = "*.pt",
+    map_location: Any = None,
+    strict: bool = True,
+) -> str | None:
+    """Attach a MONAI ``CheckpointLoader`` for the latest checkpoint in ``folder``, if there is one.
+
+    Call it after building the trainer and before ``trainer.run()``: an interrupted run then continues from the
+    epoch of its last checkpoint (network, optimizer, scheduler, trainer state and any other object in
+    ``load_dict``, e.g. a :class:`~monai_anomaly.handlers.training.ThresholdFitter`). The checkpoint is read with
+    ``torch.load(..., weights_only=True)``.
+
+    Args:
+        engine: the trainer.
+        folder: where ``CheckpointSaver`` writes.
+        load_dict: the objects to restore, same keys as the saver's ``save_dict``.
+        pattern: glob pattern of checkpoint files.
+        map_location: ``torch.load`` map location.
+        strict: strict state-dict loading.
+
+    Returns:
+        the checkpoint path that will be loaded, or ``None`` (fresh start).
+    """
+    from monai.handlers import CheckpointLoader
+
+    path = find_latest_checkpoint(folder, pattern)
+    if path is None:
+        logger.info("no checkpoint in %s: starting from scratch", folder)
+        return None
+    logger.info("resuming from %s", path)
+    CheckpointLoader(load_path=path, load_dict=dict(load_dict), map_location=map_location, strict=strict).attach(engine)
+    return path
+
+
+def attach_progress_bar(
+    engine: Engine,
+    persist: bool = False,
+    desc: str | None = None,
+    metric_names: str | list[str] | None = None,
+    output_transform: Callable[[Any], Any] | None = output_loss,
+) -> Any:
+    """Attach a tqdm progress bar (:class:`ignite.handlers.ProgressBar`) showing the loss and metrics.
+
+    Args:
+        engine: the trainer or evaluator.
+        persist: keep the bar after each epoch.
+        desc: bar description.
+        metric_names: ``engine.state.metrics`` names to show (``"all"`` for all).
+        output_transform: turns ``engine.state.output`` into the shown values (default: the loss terms).
+
+    Returns:
+        the attached ``ProgressBar``.
+    """
+    if not _has_pbar:
+        raise ImportError("the progress bar needs pytorch-ignite with tqdm installed (pip install tqdm)")
+    kw = {"persist": persist}
+    if desc is not None:
+        kw["desc"] = desc
+    bar = ProgressBar(**kw)
+    bar.attach(engine, metric_names=metric_names, output_transform=output_transform)
+    return bar
+
+
+class ProgressBarHandler:
+    """Config-friendly progress bar: ``{"_target_": "monai_anomaly.engines.utils.ProgressBarHandler"}`` in a bundle's
+    ``handlers`` list (attached by the engine like any MONAI handler).
+
+    Args:
+        persist: keep the bar after each epoch.
+        desc: bar description.
+        metric_names: metrics to show.
+        output_transform: turns ``engine.state.output`` into the shown values (default: the loss terms).
+
+    Example:
+        >>> handler = ProgressBarHandler(desc="train")
+    """
+
+    def __init__(
+        self,
+        persist: bool = False,
+        desc: str | None = None,
+        metric_names: str | list[str] | None = None,
+        output_transform: Callable[[Any], Any] | None = output_loss,
+    ) -> None:
+        self.persist = persist
+        self.desc = desc
+        self.metric_names = metric_names
+        self.output_transform = output_transform
+        self.bar: Any = None
+
+    def attach(self, engine: Engine) -> None:
+        self.bar = attach_progress_bar(engine, self.persist, self.desc, self.metric_names, self.output_transform)

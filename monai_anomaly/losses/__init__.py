@@ -1,0 +1,1 @@
+"""monai_anomaly.losses: training losses of the reconstruction methods."""
