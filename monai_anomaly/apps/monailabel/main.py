@@ -1,0 +1,131 @@
+"""MONAI Label app serving monai_anomaly bundles.
+
+``monailabel start_server --app monai_anomaly/apps/monailabel --studies <folder> --conf models <bundle>[,<bundle2>]``
+serves each bundle as a model: ``POST /infer/<bundle>?image=<id>`` answers with the anomaly heatmap and the scores.
+A bundle is a folder path, or a name looked up in ``<app>/model/`` and then in the project's ``bundles/`` folder;
+without ``--conf models`` every trained bundle there is served.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.exception import MONAILabelException
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+
+import monai_anomaly
+from monai_anomaly.apps.monailabel.lib.infer import AnomalyInferTask
+from monai_anomaly.apps.monailabel.lib.runner import AnomalyBundleRunner, BundleError
+from monai_anomaly.apps.monailabel.lib.studies import convert_dicom_series
+from monai_anomaly.utils.errors import BadInputError
+
+__all__ = ["AnomalyApp", "resolve_bundles"]
+
+logger = logging.getLogger("monai_anomaly")
+
+PROJECT_BUNDLES = Path(__file__).resolve().parents[3] / "bundles"
+
+
+def resolve_bundles(models: str | None, app_dir: str | os.PathLike) -> list[Path]:
+    """Bundle folders for the ``models`` conf: comma-separated paths or names (``<app>/model/<name>``, then the
+    project's ``bundles/<name>``); empty means every bundle there that has ``models/model.pt``.
+
+    Raises:
+        BundleError: a name that matches no folder.
+
+    Example:
+        >>> resolve_bundles("autoencoder_anomaly", "monai_anomaly/apps/monailabel")  # doctest: +SKIP
+        [PosixPath('.../bundles/autoencoder_anomaly')]
+    """
+    roots = [Path(app_dir) / "model", PROJECT_BUNDLES]
+    names = [m.strip() for m in (models or "").split(",") if m.strip() and m.strip().lower() != "all"]
+    if not names:
+        return sorted(
+            {b.resolve() for r in roots if r.is_dir() for b in r.iterdir() if (b / "models" / "model.pt").is_file()}
+        )
+    found = []
+    for name in names:
+        candidates = [Path(name).expanduser()] + [r / name for r in roots]
+        hit = next((c for c in candidates if (c / "configs").is_dir()), None)
+        if hit is None:
+            raise BundleError(name, f"not found (looked in {', '.join(str(c) for c in candidates)})")
+        found.append(hit.resolve())
+    return found
+
+
+class AnomalyApp(MONAILabelApp):
+    """The MONAI Label app: one :class:`AnomalyInferTask` per bundle, a local studies folder (DICOM series folders
+    are converted to NIfTI once) and bad requests answered with a clear HTTP error.
+
+    Conf keys (``--conf KEY VALUE``): ``models`` (bundles, see :func:`resolve_bundles`), ``device`` (``cpu``,
+    ``cuda``; default ``cuda`` when available).
+
+    Example:
+        >>> conf = {"models": "autoencoder_anomaly"}
+        >>> app = AnomalyApp("monai_anomaly/apps/monailabel", "studies/", conf)  # doctest: +SKIP
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        import torch
+
+        conf = conf or {}
+        self.device = conf.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.bundles = resolve_bundles(conf.get("models"), app_dir)
+        if not self.bundles:
+            logger.warning("no trained bundle to serve: pass --conf models <bundle folder>")
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="monai_anomaly",
+            description="Unsupervised anomaly detection: anomaly heatmaps and scores",
+            version=monai_anomaly.__version__,
+            labels=["anomaly"],
+        )
+
+    def init_datastore(self) -> Datastore:
+        if os.path.isdir(self.studies):
+            convert_dicom_series(self.studies)
+        return super().init_datastore()
+
+    def init_infers(self) -> dict[str, InferTask]:
+        infers: dict[str, InferTask] = {}
+        for bundle in self.bundles:
+            try:
+                infers[bundle.name] = AnomalyInferTask(AnomalyBundleRunner(bundle, device=self.device))
+            except BundleError as e:
+                logger.error("not serving %s", e)
+        logger.info("serving bundles: %s", ", ".join(infers) or "none")
+        return infers
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """MONAI Label's ``infer`` with bad requests turned into HTTP errors naming the problem (the server goes on).
+
+        404: unknown model or image id; 400: a file that is not a usable image (not an image, wrong dimensionality,
+        bad params); 500: a bundle that fails.
+        """
+        model = request.get("model")
+        if model not in self._infers:
+            raise HTTPException(404, f"unknown model {model!r}; served models: {sorted(self._infers)}")
+        image = request.get("image")
+        if isinstance(image, str):
+            store = datastore or self.datastore()
+            if not image:
+                raise HTTPException(400, "no image given: use ?image=<image id> or upload a file")
+            if not os.path.exists(image) and not store.get_image_uri(image):
+                known = store.list_images()
+                raise HTTPException(404, f"unknown image id {image!r} ({len(known)} images in the datastore)")
+        try:
+            return super().infer(request, datastore)
+        except BadInputError as e:
+            raise HTTPException(400, f"bad input image {e}") from e
+        except (ValueError, TypeError) as e:
+            raise HTTPException(400, f"bad request: {e}") from e
+        except (BundleError, MONAILabelException) as e:
+            raise HTTPException(500, str(getattr(e, "msg", e))) from e
