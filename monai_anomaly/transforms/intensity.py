@@ -12,12 +12,14 @@ import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import FillHoles, KeepLargestConnectedComponent, MapTransform, ScaleIntensityRange, Transform
+from monai.transforms import FillHoles, MapTransform, ScaleIntensityRange, Transform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import TransformBackends, convert_to_tensor, ensure_tuple_rep
+from scipy import ndimage
 
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
@@ -43,6 +45,17 @@ def _source(img: torch.Tensor) -> str:
     return str(meta.get("filename_or_obj", "<image>"))
 
 
+def _largest_component(mask: torch.Tensor) -> torch.Tensor:
+    """Keep the largest connected component (full connectivity) of a ``(1, *spatial)`` 0/1 mask, with scipy."""
+    arr = mask[0].cpu().numpy() > 0
+    labels, n = ndimage.label(arr, structure=np.ones((3,) * arr.ndim, dtype=bool))
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.reshape(-1))[1:]
+    keep = labels == (int(np.argmax(sizes)) + 1)
+    return torch.as_tensor(keep[None], dtype=mask.dtype, device=mask.device)
+
+
 def _foreground(img: torch.Tensor, mask: torch.Tensor | None, threshold: float | None) -> torch.Tensor | None:
     """Boolean selection shaped like the image: ``mask > 0`` (broadcast over channels), ``img > threshold``, or None."""
     if mask is not None:
@@ -61,7 +74,7 @@ class ForegroundMask(Transform):
     """Non-background voxels of an image: ``image > threshold`` in any channel, optionally cleaned up.
 
     Holes are filled with MONAI's :class:`~monai.transforms.FillHoles` and the largest connected component kept with
-    :class:`~monai.transforms.KeepLargestConnectedComponent` (both in the image's 2D or 3D space).
+    ``scipy.ndimage.label`` (MONAI's ``KeepLargestConnectedComponent`` needs scikit-image), in 2D or 3D.
 
     Args:
         threshold: intensity above which a voxel is foreground (0 suits skull-stripped MRI with a zero background).
@@ -83,15 +96,13 @@ class ForegroundMask(Transform):
     def __init__(self, threshold: float = 0.0, fill_holes: bool = False, largest_component: bool = False) -> None:
         self.threshold = threshold
         self._fill = FillHoles(applied_labels=[1]) if fill_holes else None
-        self._largest = (
-            KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False) if largest_component else None
-        )
+        self.largest_component = largest_component
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         t = convert_to_tensor(img, track_meta=False)
         mask = (t > self.threshold).any(dim=0, keepdim=True).to(torch.uint8)
-        if self._largest is not None:
-            mask = convert_to_tensor(self._largest(mask), track_meta=False)
+        if self.largest_component:
+            mask = _largest_component(mask)
         if self._fill is not None:
             mask = convert_to_tensor(self._fill(mask), track_meta=False)
         mask = mask.to(torch.float32)

@@ -1,0 +1,102 @@
+"""Tests for monai_anomaly.transforms.intensity: foreground masks and per-volume normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from monai_anomaly.transforms.intensity import (
+    ForegroundMask,
+    ForegroundMaskd,
+    ForegroundZScore,
+    ForegroundZScored,
+    PercentileScale,
+    PercentileScaled,
+)
+from monai_anomaly.utils.errors import BadInputError
+
+
+def _head(shape=(24, 24, 8), seed=0) -> MetaTensor:
+    """A bright ellipsoid 'head' with a dark hole inside, on a zero background, plus a bright speck outside."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
+    head = (x**2 + y**2 + 0.2 * z**2) < 0.6
+    img = np.where(head, 100 + 20 * rng.standard_normal(shape), 0.0).astype(np.float32)
+    hole = (x**2 + y**2 + z**2) < 0.1  # enclosed in 3D
+    img[hole] = 0.0
+    img[0, 0, :] = 500.0  # a speck: not connected to the head
+    return MetaTensor(torch.from_numpy(img)[None], meta={"filename_or_obj": "/data/head_01.nii.gz"})
+
+
+def test_foreground_mask_threshold_fill_largest():
+    img = _head()
+    raw = ForegroundMask(threshold=0.0)(img)
+    assert tuple(raw.shape) == (1, 24, 24, 8) and raw.dtype == torch.float32
+    assert set(raw.unique().tolist()) == {0.0, 1.0}
+    assert raw[0, 0, 0, 0] == 1.0 and raw[0, 12, 12, 4] == 0.0  # speck in, hole out
+    clean = ForegroundMask(threshold=0.0, fill_holes=True, largest_component=True)(img)
+    assert clean[0, 0, 0, 0] == 0.0  # speck removed
+    assert clean[0, 12, 12, 4] == 1.0  # hole filled
+    assert clean.meta["filename_or_obj"] == "/data/head_01.nii.gz"
+    assert clean.sum() > raw.sum() - 8  # the hole (several voxels per slice) outweighs the 8-voxel speck
+
+
+def test_foreground_maskd_adds_key():
+    d = ForegroundMaskd(keys="image", threshold=50.0)({"image": _head()})
+    assert "foreground" in d and tuple(d["foreground"].shape) == (1, 24, 24, 8)
+    assert torch.equal(d["foreground"].as_tensor().bool(), (d["image"] > 50).as_tensor())
+
+
+def test_percentile_scale_whole_image_vs_foreground():
+    img = _head()
+    whole = PercentileScale(lower=1, upper=99)(img)
+    assert float(whole.min()) == 0.0 and float(whole.max()) == 1.0
+    fg = (img > 0).float()
+    scaler = PercentileScale(lower=1, upper=99)
+    lo_all, _ = scaler.percentiles(img)
+    lo_fg, hi_fg = scaler.percentiles(img, fg)
+    assert lo_all == 0.0 and lo_fg > 30.0  # the background does not set the scale
+    vals = img[img > 0]
+    assert lo_fg == pytest.approx(float(np.percentile(vals.numpy(), 1)), rel=1e-4)
+    assert hi_fg == pytest.approx(float(np.percentile(vals.numpy(), 99)), rel=1e-4)
+    by_threshold = PercentileScale(lower=1, upper=99, threshold=0.0)(img)
+    by_mask = PercentileScale(lower=1, upper=99)(img, fg)
+    assert torch.allclose(by_threshold, by_mask)
+    out = PercentileScale(lower=1, upper=99, b_min=-1.0, b_max=1.0)(img, fg)
+    assert float(out.min()) == -1.0 and float(out.max()) == 1.0
+    assert out[0, 5, 5, 0] == -1.0  # background clipped to b_min
+    assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "/data/head_01.nii.gz"
+
+
+def test_percentile_scale_is_per_volume_not_per_slice():
+    img = _head()
+    img[..., 0] *= 0.5  # a darker slice stays darker after scaling
+    out = PercentileScaled(keys="image", lower=0, upper=100)({"image": img})["image"]
+    m0, m4 = out[..., 0][img[..., 0] > 0].mean(), out[..., 4][img[..., 4] > 0].mean()
+    assert m0 < 0.7 * m4
+
+
+def test_percentile_scaled_mask_key_and_empty_foreground():
+    img = _head()
+    d = ForegroundMaskd(keys="image")({"image": img})
+    out = PercentileScaled(keys="image", mask_key="foreground", upper=99)(d)
+    assert float(out["image"].max()) == 1.0
+    with pytest.raises(BadInputError, match="head_01.nii.gz"):
+        PercentileScale(threshold=1e6)(img)
+    with pytest.raises(ValueError):
+        PercentileScale(lower=90, upper=10)
+
+
+def test_foreground_zscore():
+    img = _head()
+    mask = ForegroundMask(0.0, fill_holes=False)(img)
+    out = ForegroundZScore(background=-5.0)(img, mask)
+    inside = out[mask > 0]
+    assert abs(float(inside.mean())) < 1e-4 and float(inside.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
+    assert torch.all(out[mask == 0] == -5.0)
+    d = ForegroundZScored(keys="image", threshold=0.0)({"image": img})
+    assert torch.allclose(d["image"][mask > 0], inside)
+    with pytest.raises(BadInputError, match="head_01.nii.gz"):
+        ForegroundZScore(threshold=1e6)(img)
