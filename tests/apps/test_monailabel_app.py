@@ -1,0 +1,265 @@
+"""The MONAI Label app: the bundle runner and studies helper (any env) and a real server over HTTP (``-m label``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from monai_anomaly.apps.monailabel.lib.runner import AnomalyBundleRunner, BundleError, restore_geometry
+from monai_anomaly.apps.monailabel.lib.studies import convert_dicom_series, dicom_series_folders
+from monai_anomaly.transforms.io import LoadScan
+from monai_anomaly.utils.errors import BadInputError
+
+REPO = Path(__file__).resolve().parents[2]
+APP_DIR = REPO / "monai_anomaly" / "apps" / "monailabel"
+
+
+def _check_result(result: dict, n_slices: int) -> None:
+    assert isinstance(result["volume_score"], float)
+    assert len(result["slice_scores"]) == n_slices
+    assert max(result["slice_scores"]) == pytest.approx(result["volume_score"])  # the mock aggregates by max
+    assert result["threshold"] == 0.5
+    assert result["prediction"] == ("anomalous" if result["volume_score"] >= 0.5 else "normal")
+    json.dumps(result)  # JSON-able
+
+
+# --- the runner (no MONAI Label needed) ---------------------------------------------------------------------------
+
+
+def test_nifti_heatmap_has_the_input_geometry(mock_bundle: Path, studies: Path, tmp_path: Path) -> None:
+    runner = AnomalyBundleRunner(mock_bundle)
+    out, result = runner.infer_to_file(studies / "vol.nii.gz", output_dir=tmp_path)
+    src, heat = nib.load(studies / "vol.nii.gz"), nib.load(out)
+    assert out.endswith(".nii.gz") and heat.shape == src.shape == (20, 18, 5)
+    np.testing.assert_allclose(heat.affine, src.affine, atol=1e-5)  # oriented back from RAS to the file's LPS grid
+    assert heat.get_fdata().min() >= 0 and result["map_max"] == pytest.approx(heat.get_fdata().max(), rel=1e-5)
+    _check_result(result, n_slices=5)
+    assert result["bundle"] == "mock_anomaly" and result["bundle_version"] == "0.0.1"
+
+
+def test_heatmap_is_the_network_map_on_the_file_grid(mock_bundle: Path, studies: Path) -> None:
+    """The map voxel (i, j, k) belongs to file voxel (i, j, k): compare with the map computed in RAS and flipped."""
+    runner = AnomalyBundleRunner(mock_bundle)
+    heat, _ = runner(studies / "vol.nii.gz")
+    ras_image = runner._load()["pre"]({"image": str(studies / "vol.nii.gz")})["image"]
+    with torch.no_grad():
+        ras_map = runner._load()["inferer"](ras_image[None], runner._load()["network"])[0]
+    # the file is L-P-S (x and y flipped w.r.t. RAS): flipping the RAS map's first two axes gives the file's grid
+    np.testing.assert_allclose(heat.numpy(), ras_map.flip(1, 2).numpy(), atol=1e-6)
+
+
+def test_dicom_series_is_converted_once_and_scored(mock_bundle: Path, studies: Path) -> None:
+    assert dicom_series_folders(studies) == [studies / "series1"]
+    (nifti,) = convert_dicom_series(studies)
+    assert nifti == studies / "series1.nii.gz"
+    dicom = LoadScan(orient=None)(studies / "series1")
+    conv = nib.load(nifti)
+    assert conv.shape == tuple(dicom.shape[1:]) == (20, 16, 4)
+    np.testing.assert_allclose(conv.affine, dicom.affine.numpy(), atol=1e-5)
+    np.testing.assert_allclose(conv.get_fdata(), dicom[0].numpy(), atol=1e-3)
+    mtime = nifti.stat().st_mtime_ns
+    assert convert_dicom_series(studies) == [nifti] and nifti.stat().st_mtime_ns == mtime  # not rewritten
+
+    heat, result = AnomalyBundleRunner(mock_bundle)(nifti)
+    assert tuple(heat.shape[1:]) == conv.shape
+    np.testing.assert_allclose(heat.affine.numpy(), conv.affine, atol=1e-5)
+    _check_result(result, n_slices=4)
+    heat_dicom, result_dicom = AnomalyBundleRunner(mock_bundle)(studies / "series1")  # the folder itself works too
+    assert result_dicom["volume_score"] == pytest.approx(result["volume_score"], rel=1e-4)
+    np.testing.assert_allclose(heat_dicom.numpy(), heat.numpy(), atol=1e-4)
+
+
+def test_png_image_gives_a_2d_heatmap(mock_bundle: Path, studies: Path, tmp_path: Path) -> None:
+    runner = AnomalyBundleRunner(mock_bundle)
+    out, result = runner.infer_to_file(studies / "pic.png", output_dir=tmp_path)
+    assert nib.load(out).shape == (20, 24)  # rows, columns of the picture
+    _check_result(result, n_slices=1)
+    png, result_png = runner.infer_to_file(studies / "pic.png", extension="png", output_dir=tmp_path)
+    pixels = np.asarray(Image.open(png))
+    assert pixels.shape == (20, 24) and pixels.dtype == np.uint8 and pixels.max() == 255
+    np.testing.assert_allclose(pixels / 255.0 * result_png["map_max"], nib.load(out).get_fdata(), atol=0.01)
+    with pytest.raises(BadInputError, match="PNG heatmap needs a 2D image"):
+        runner.infer_to_file(studies / "vol.nii.gz", extension=".png", output_dir=tmp_path)
+    with pytest.raises(BadInputError, match="not supported"):
+        runner.infer_to_file(studies / "vol.nii.gz", extension=".mha", output_dir=tmp_path)
+
+
+def test_request_threshold_overrides_the_prediction(mock_bundle: Path, studies: Path) -> None:
+    runner = AnomalyBundleRunner(mock_bundle)
+    _, base = runner(studies / "vol.nii.gz")
+    _, low = runner(studies / "vol.nii.gz", threshold=base["volume_score"] - 1e-3)
+    _, high = runner(studies / "vol.nii.gz", threshold=base["volume_score"] + 1e-3)
+    assert (low["prediction"], high["prediction"]) == ("anomalous", "normal")
+    assert high["threshold"] == pytest.approx(base["volume_score"] + 1e-3) and high["threshold_source"] == "request"
+    assert base["threshold_source"] == "bundle"
+
+
+def test_bad_images_name_the_file_and_the_problem(mock_bundle: Path, studies: Path) -> None:
+    runner = AnomalyBundleRunner(mock_bundle)
+    with pytest.raises(BadInputError, match=r"notes\.png: cannot be read"):
+        runner(studies / "notes.png")
+    with pytest.raises(BadInputError, match=r"series4d\.nii\.gz: holds 3 volumes"):
+        runner(studies / "series4d.nii.gz")
+    with pytest.raises(BadInputError, match="no such file"):
+        runner(studies / "missing.nii.gz")
+    _, result = runner(studies / "vol.nii.gz")  # still serving after bad input
+    _check_result(result, n_slices=5)
+
+
+def test_broken_bundles_are_refused(mock_bundle: Path, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="no configs/inference.json"):
+        AnomalyBundleRunner(tmp_path)
+    broken = tmp_path / "broken"
+    (broken / "configs").mkdir(parents=True)
+    (broken / "models").mkdir()
+    (broken / "models" / "model.pt").write_bytes((mock_bundle / "models" / "model.pt").read_bytes())
+    config = json.loads((mock_bundle / "configs" / "inference.json").read_text())
+    del config["postprocessing"]
+    (broken / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="lacks postprocessing"):
+        AnomalyBundleRunner(broken)
+    (broken / "models" / "model.pt").unlink()
+    with pytest.raises(BundleError, match="no weights"):
+        AnomalyBundleRunner(broken)
+
+
+def test_restore_geometry_resamples_a_resized_map() -> None:
+    from monai.data import MetaTensor
+
+    original = np.diag([2.0, 2.0, 2.0, 1.0])
+    ref = MetaTensor(torch.zeros(1, 4, 4, 2), affine=torch.as_tensor(np.diag([4.0, 4.0, 2.0, 1.0])))
+    ref.meta["original_affine"], ref.meta["spatial_shape"] = original, np.array([8, 8, 2])
+    amap = MetaTensor(torch.ones(1, 4, 4, 2), affine=ref.affine)
+    out = restore_geometry(amap, ref)
+    assert tuple(out.shape) == (1, 8, 8, 2)
+    np.testing.assert_allclose(out.affine.numpy(), original)
+    assert float(out[0, 1:6, 1:6].min()) == pytest.approx(1.0)  # inside the old grid, the value is kept
+
+
+# --- a real MONAI Label server ------------------------------------------------------------------------------------
+
+
+def _monailabel_available() -> str | None:
+    try:
+        import monailabel.interfaces.app  # noqa: F401
+    except Exception as e:  # not installed, or installed against the wrong numpy
+        return f"monailabel is not importable ({type(e).__name__}: {e}); install the [label] extra (tox -e label)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(mock_bundle: Path, studies: Path, tmp_path: Path):
+    """``monailabel start_server`` on 127.0.0.1 with the mock bundle; yields the base URL; stops the server."""
+    import requests
+
+    port = _free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env.update(
+        MONAI_LABEL_TASKS_TRAIN="false",
+        MONAI_LABEL_TASKS_STRATEGY="false",
+        MONAI_LABEL_TASKS_SCORING="false",
+        MONAI_LABEL_DATASTORE_AUTO_RELOAD="false",
+        MONAI_LABEL_SESSIONS="false",
+        MONAI_LABEL_SESSION_PATH=str(tmp_path / "sessions"),
+        OMP_NUM_THREADS="1",
+    )
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR), "--studies", str(studies)]
+    cmd += ["--conf", "models", str(mock_bundle), "--conf", "device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited ({proc.returncode}):\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            try:
+                if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"server did not start in 180 s:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.label
+@pytest.mark.skipif(_monailabel_available() is not None, reason=str(_monailabel_available()))
+def test_server_serves_heatmaps_scores_and_clear_errors(server: str, studies: Path, tmp_path: Path) -> None:
+    import requests
+    from requests_toolbelt.multipart.decoder import MultipartDecoder
+
+    info = requests.get(f"{server}/info/", timeout=30).json()
+    assert info["models"]["mock_anomaly"]["type"] == "others"
+    assert info["models"]["mock_anomaly"]["version"] == "0.0.1"
+    images = requests.get(f"{server}/datastore/?output=all", timeout=30).json()
+    assert {"vol", "series1", "pic"} <= set(images["objects"])  # the DICOM series is listed as series1
+
+    # NIfTI volume, default answer: multipart with the JSON params and the heatmap file
+    r = requests.post(f"{server}/infer/mock_anomaly", params={"image": "vol"}, timeout=120)
+    assert r.status_code == 200, r.text
+    parts = {p.headers[b"Content-Disposition"].decode().split('name="')[1].split('"')[0]: p for p in
+             MultipartDecoder(r.content, r.headers["Content-Type"]).parts}  # fmt: skip
+    result = json.loads(parts["params"].text)
+    _check_result(result, n_slices=5)
+    (tmp_path / "vol_map.nii.gz").write_bytes(parts["image"].content)
+    heat, src = nib.load(tmp_path / "vol_map.nii.gz"), nib.load(studies / "vol.nii.gz")
+    assert heat.shape == src.shape
+    np.testing.assert_allclose(heat.affine, src.affine, atol=1e-4)
+
+    # DICOM series: the heatmap has the series' geometry
+    r = requests.post(f"{server}/infer/mock_anomaly", params={"image": "series1", "output": "image"}, timeout=120)
+    assert r.status_code == 200, r.text
+    (tmp_path / "series_map.nii.gz").write_bytes(r.content)
+    dicom = LoadScan(orient=None)(studies / "series1")
+    heat = nib.load(tmp_path / "series_map.nii.gz")
+    assert heat.shape == tuple(dicom.shape[1:])
+    np.testing.assert_allclose(heat.affine, dicom.affine.numpy(), atol=1e-4)
+
+    # PNG with a threshold from the request, JSON only
+    form = {"params": json.dumps({"threshold": 1e-6})}
+    query = {"image": "pic", "output": "json"}
+    r = requests.post(f"{server}/infer/mock_anomaly", params=query, data=form, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["prediction"] == "anomalous" and r.json()["threshold"] == 1e-6
+
+    # bad requests: a clear message, and the server keeps serving
+    bad = {
+        "nope": (404, "unknown image id 'nope'"),
+        "notes": (400, "notes.png: cannot be read"),
+        "series4d": (400, "series4d.nii.gz: holds 3 volumes"),
+    }
+    for image, (status, message) in bad.items():
+        r = requests.post(f"{server}/infer/mock_anomaly", params={"image": image}, timeout=60)
+        assert r.status_code == status and message in r.json()["detail"], (image, r.status_code, r.text)
+    r = requests.post(f"{server}/infer/no_such_model", params={"image": "vol"}, timeout=60)
+    assert r.status_code == 404 and "unknown model 'no_such_model'" in r.json()["detail"]
+    r = requests.post(f"{server}/infer/mock_anomaly", params={"image": "vol", "output": "json"}, timeout=120)
+    assert r.status_code == 200 and r.json()["volume_score"] == pytest.approx(result["volume_score"])
