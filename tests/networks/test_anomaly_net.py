@@ -1,0 +1,161 @@
+"""Tests of monai_anomaly.networks.anomaly_net: the map, VAE tuples, checkpoint loading, TorchScript export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from monai_anomaly.networks.anomaly_net import ReconstructionAnomalyNet
+from monai_anomaly.networks.autoencoder import ConvAutoEncoder, ConvVAE
+from monai_anomaly.scoring.maps import compute_anomaly_map
+
+
+def _ae(seed: int = 0) -> ConvAutoEncoder:
+    torch.manual_seed(seed)
+    return ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2), latent="dense", latent_size=8, in_shape=(32, 32))
+
+
+def test_forward_is_the_abs_residual_of_the_reconstruction():
+    ae = _ae().eval()
+    net = ReconstructionAnomalyNet(ae).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        m = net(x)
+        rec = ae(x)
+    assert m.shape == (2, 1, 32, 32)
+    assert torch.allclose(m, (x - rec).abs())
+    assert torch.equal(net.reconstruct(x), rec)
+
+
+def test_multichannel_map_is_channel_mean_and_other_methods():
+    torch.manual_seed(0)
+    ae = ConvAutoEncoder(2, 2, 2, channels=(4, 8), strides=(2, 2)).eval()
+    x = torch.rand(3, 2, 32, 32)
+    with torch.no_grad():
+        rec = ae(x)
+        assert torch.allclose(ReconstructionAnomalyNet(ae, "squared")(x), ((x - rec) ** 2).mean(1, keepdim=True))
+        combined = ReconstructionAnomalyNet(ae, "combined", smooth_sigma=1.0)(x)
+    assert combined.shape == (3, 1, 32, 32)
+    assert torch.allclose(combined, compute_anomaly_map(x, rec, "combined", smooth_sigma=1.0))
+
+
+def test_vae_tuple_uses_reconstruction():
+    torch.manual_seed(0)
+    vae = ConvVAE(2, 1, 1, in_shape=(32, 32), channels=(4, 8), strides=(2, 2), latent_size=8).eval()
+    net = ReconstructionAnomalyNet(vae, map_method="ssim").eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        rec = vae(x)[0]
+        assert torch.equal(net.reconstruct(x), rec)
+        assert torch.allclose(net(x), compute_anomaly_map(x, rec, "ssim"))
+
+
+def test_bright_lesion_raises_map_where_model_reconstructs_normal():
+    template = torch.full((1, 1, 32, 32), 0.3)
+
+    class Template(torch.nn.Module):  # a "perfect" model of normal anatomy
+        def forward(self, x):
+            return template.expand_as(x)
+
+    x = template.clone()
+    x[..., 10:14, 20:24] = 1.0
+    m = ReconstructionAnomalyNet(Template())(x)
+    assert m[0, 0, 10:14, 20:24].min() > 0.6 and m[0, 0, :8].max() == 0
+
+
+def test_state_dict_prefix_and_bare_autoencoder_checkpoint_loads():
+    trained, fresh = _ae(0), _ae(1)
+    net = ReconstructionAnomalyNet(fresh)
+    assert all(k.startswith("model.") for k in net.state_dict())
+    net.load_state_dict(trained.state_dict())  # bare keys, strict
+    for (k, a), b in zip(net.state_dict().items(), trained.state_dict().values()):
+        assert k.startswith("model.") and torch.equal(a, b)
+    other = ReconstructionAnomalyNet(_ae(2))
+    other.load_state_dict(net.state_dict())  # prefixed keys load as they are
+    assert torch.equal(other.model.to_latent.weight, trained.to_latent.weight)
+    with pytest.raises(RuntimeError):
+        other.load_state_dict({"not_a_key": torch.zeros(1)})
+
+
+def test_from_checkpoint_nested(tmp_path):
+    trained = _ae(0)
+    path = tmp_path / "checkpoint_epoch=3.pt"
+    torch.save({"network": trained.state_dict(), "optimizer": {}}, path)
+    net = ReconstructionAnomalyNet.from_checkpoint(_ae(1), path, map_method="squared")
+    assert not net.training and net.map_method == "squared"
+    assert torch.equal(net.model.from_latent.bias, trained.from_latent.bias)
+    with pytest.raises(KeyError, match="no 'model' entry"):
+        ReconstructionAnomalyNet.from_checkpoint(_ae(1), path, key="model")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="map_method"):
+        ReconstructionAnomalyNet(_ae(), map_method="l1")
+    with pytest.raises(ValueError, match="smooth_sigma"):
+        ReconstructionAnomalyNet(_ae(), smooth_sigma=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("vae", [False, True])
+def test_trace_generalises_over_batch_and_size(vae):
+    torch.manual_seed(0)
+    model = (
+        ConvVAE(2, 1, 1, in_shape=(32, 32), channels=(4, 8), strides=(2, 2), latent_size=8)
+        if vae
+        else ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2))
+    )
+    net = ReconstructionAnomalyNet(model, smooth_sigma=0.0).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(net, torch.rand(1, 1, 32, 32), check_trace=False)
+        x = torch.rand(3, 1, 32, 32)
+        assert torch.allclose(traced(x), net(x), atol=1e-6)
+        if not vae:  # a spatial latent also takes other sizes
+            x = torch.rand(2, 1, 48, 64)
+            assert torch.allclose(traced(x), net(x), atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_monai_ckpt_export_with_trace(tmp_path):
+    from monai.bundle import ckpt_export
+
+    ae = _ae(0)
+    ckpt = tmp_path / "model.pt"
+    torch.save(ae.state_dict(), ckpt)  # what training writes: the bare autoencoder
+    config = {
+        "network_def": {
+            "_target_": "monai_anomaly.networks.anomaly_net.ReconstructionAnomalyNet",
+            "model": {
+                "_target_": "monai_anomaly.networks.autoencoder.ConvAutoEncoder",
+                "spatial_dims": 2,
+                "in_channels": 1,
+                "out_channels": 1,
+                "channels": [4, 8],
+                "strides": [2, 2],
+                "latent": "dense",
+                "latent_size": 8,
+                "in_shape": [32, 32],
+            },
+            "map_method": "abs",
+        }
+    }
+    cfg = tmp_path / "inference.json"
+    cfg.write_text(json.dumps(config))
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps({"version": "0.1.0"}))
+    out = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(out),
+        ckpt_file=str(ckpt),
+        meta_file=str(meta),
+        config_file=str(cfg),
+        use_trace=True,
+        input_shape=[1, 1, 32, 32],
+    )
+    ts = torch.jit.load(str(out))
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = (x - ae.eval()(x)).abs()
+        assert torch.allclose(ts(x), expected, atol=1e-6)
