@@ -229,7 +229,10 @@ class AnomalyBundleRunner:
                 )
             except Exception as e:
                 raise BundleError(self.bundle_dir, f"cannot build its parts from {self.config_path.name}: {e}") from e
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            try:  # weights only: a checkpoint is never allowed to run code
+                state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            except Exception as e:
+                raise BundleError(self.bundle_dir, f"cannot read {self.checkpoint_path.name}: {_first_line(e)}") from e
             if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
                 state = state["model"]
             try:
