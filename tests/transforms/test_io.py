@@ -293,6 +293,13 @@ def test_dicom_bad_inputs(tmp_path):
     with pytest.raises(BadInputError, match="mixed_series: DICOM series of mixed slice sizes"):
         LoadScan()(mixed)
 
+    two = tmp_path / "two_series"
+    two.mkdir()
+    _dicom_slice(two / "a.dcm", np.ones((6, 5)) * 3, z=0.0, instance=1, series_uid=generate_uid())
+    _dicom_slice(two / "b.dcm", np.ones((6, 5)) * 4, z=2.0, instance=2, series_uid=generate_uid())
+    with pytest.raises(BadInputError, match="two_series: holds 2 DICOM series"):
+        LoadScan()(two)
+
     fake = tmp_path / "fake.dcm"
     fake.write_text("not dicom")
     with pytest.raises(BadInputError, match="fake.dcm"):
