@@ -183,6 +183,15 @@ def server(mock_bundle: Path, studies: Path, tmp_path: Path):
     )
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR), "--studies", str(studies)]
     cmd += ["--conf", "models", str(mock_bundle), "--conf", "device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
+    log_config = {  # to the console: MONAI Label's default writes <app>/logs/app.log into the source tree
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "[%(asctime)s] [%(levelname)s] (%(name)s) - %(message)s"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"level": "INFO", "handlers": ["console"]},
+    }
+    (tmp_path / "logging.json").write_text(json.dumps(log_config))
+    cmd += ["--log_config", str(tmp_path / "logging.json")]
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
