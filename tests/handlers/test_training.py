@@ -1,0 +1,163 @@
+"""Tests of monai_anomaly.handlers.training: ThresholdFitter on a real evaluator, its checkpoint state, resume."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader, Dataset
+from monai.engines import SupervisedTrainer
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+from monai_anomaly.engines.evaluator import ReconstructionEvaluator
+from monai_anomaly.handlers.training import ResumeFromLatestCheckpoint, ThresholdFitter, load_fitted_threshold
+
+SIZE = 16
+
+
+class HalfNet(torch.nn.Module):
+    """Reconstructs x as x / 2: the mean-abs map score of an image is mean(x) / 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0.5
+
+
+def _items(normal_levels, anomalous_levels=(), unknown_levels=()):
+    items = []
+    for level, label in (
+        [(v, 0) for v in normal_levels] + [(v, 1) for v in anomalous_levels] + [(v, -1) for v in unknown_levels]
+    ):
+        items.append({"image": torch.full((1, SIZE, SIZE), float(level)), "label": label, "volume_id": f"{level}"})
+    return items
+
+
+def _run(fitter, items):
+    loader = DataLoader(Dataset(items), batch_size=3, shuffle=False, num_workers=0)
+    ev = ReconstructionEvaluator("cpu", loader, HalfNet(), score_method="mean", val_handlers=[fitter])
+    ev.run()
+    return ev
+
+
+def test_fits_mean_std_on_normal_slices_only():
+    normal = [0.2, 0.3, 0.4, 0.5, 0.6]
+    fitter = ThresholdFitter("mean_std", k=2.0)
+    ev = _run(fitter, _items(normal, anomalous_levels=[1.8, 2.0], unknown_levels=[3.0]))
+    scores = np.asarray(normal) / 2
+    expected = scores.mean() + 2.0 * scores.std()
+    thr = fitter.threshold
+    assert thr.value == pytest.approx(expected, rel=1e-5)
+    assert thr.method == "mean_std" and thr.split == "val" and thr.params["n"] == 5
+    assert ev.state.metrics["val_threshold"] == pytest.approx(expected, rel=1e-5)
+    assert fitter.calibrator.n_samples == 5 and fitter.calibrator.split == "val"
+    assert fitter.calibrator(0.5) == 1.0 and fitter.calibrator(0.0) == 0.0
+    assert fitter.fitted_epoch == 1
+
+
+def test_percentile_and_refit_each_run():
+    fitter = ThresholdFitter("percentile", q=50.0)
+    _run(fitter, _items([0.2, 0.4, 0.6]))
+    assert fitter.threshold.value == pytest.approx(0.2)
+    _run(fitter, _items([1.0, 1.2, 1.4]))  # a new validation run replaces the fit (scores reset each epoch)
+    assert fitter.threshold.value == pytest.approx(0.6)
+    assert fitter.threshold.params["n"] == 3
+
+
+def test_no_normals_keeps_previous_fit(caplog):
+    fitter = ThresholdFitter()
+    _run(fitter, _items([0.2, 0.4]))
+    before = fitter.threshold
+    with caplog.at_level(logging.WARNING, logger="monai_anomaly"):
+        _run(fitter, _items([], anomalous_levels=[1.0, 2.0]))
+    assert fitter.threshold is before
+    assert "no normal" in caplog.text
+
+
+def test_assume_normal_for_unlabelled_batches():
+    fitter = ThresholdFitter("percentile", q=100.0, assume_normal=True)
+    fitter.update({"score": torch.tensor([0.1, 0.7])})
+    assert fitter.fit().value == pytest.approx(0.7)
+    strict = ThresholdFitter()
+    strict.update({"score": torch.tensor([0.1, 0.7])})
+    assert strict.fit() is None
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="never fitted on the test set"):
+        ThresholdFitter(split="test")
+    with pytest.raises(ValueError, match="method must be one of"):
+        ThresholdFitter("youden")
+
+
+def test_state_dict_roundtrip_weights_only(tmp_path):
+    fitter = ThresholdFitter("mean_std", k=1.0)
+    _run(fitter, _items([0.2, 0.4, 0.8], anomalous_levels=[3.0]))
+    path = tmp_path / "ckpt.pt"
+    torch.save({"threshold": fitter.state_dict()}, path)
+    restored = ThresholdFitter()
+    restored.load_state_dict(torch.load(path, weights_only=True)["threshold"])
+    assert restored.threshold == fitter.threshold
+    probe = torch.tensor([0.05, 0.15, 0.35])
+    assert torch.allclose(restored.calibrator(probe), fitter.calibrator(probe))
+    thr, cal = load_fitted_threshold(path)
+    assert thr == fitter.threshold and cal.n_samples == 3
+    empty = ThresholdFitter()
+    empty.load_state_dict(ThresholdFitter().state_dict())  # an unfitted fitter saves and loads too
+    assert empty.threshold is None and empty.calibrator is None
+    with pytest.raises(KeyError, match="no 'thr' entry"):
+        load_fitted_threshold(path, key="thr")
+
+
+def _trainer(net, max_epochs=1):
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    data = [{"image": torch.rand(2, 1, SIZE, SIZE), "label": torch.rand(2, 1, SIZE, SIZE)}]
+    return SupervisedTrainer("cpu", max_epochs, data, net, opt, torch.nn.L1Loss()), opt
+
+
+def test_saved_and_restored_with_monai_checkpoint_handlers(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    trainer, opt = _trainer(net)
+    fitter = ThresholdFitter()
+    fitter.update([{"score": 0.1, "label": 0}, {"score": 0.3, "label": 0}])
+    fitter.fit()
+    CheckpointSaver(str(tmp_path), {"network": net, "trainer": trainer, "threshold": fitter}, save_final=True).attach(
+        trainer
+    )
+    trainer.run()
+    ckpt = next(tmp_path.glob("*.pt"))
+
+    net2 = torch.nn.Conv2d(1, 1, 3, padding=1)
+    trainer2, _ = _trainer(net2, max_epochs=3)
+    fitter2 = ThresholdFitter()
+    CheckpointLoader(str(ckpt), {"network": net2, "threshold": fitter2}).attach(trainer2)  # weights_only load
+    trainer2.add_event_handler(Events.STARTED, lambda e: e.terminate())
+    trainer2.run()
+    assert fitter2.threshold == fitter.threshold
+    assert torch.equal(net2.weight, net.weight)
+
+
+def test_resume_from_latest_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    fresh = ResumeFromLatestCheckpoint(tmp_path / "none", {"network": net})
+    trainer, _ = _trainer(net)
+    fresh.attach(trainer)
+    trainer.run()
+    assert fresh.loaded_path is None and trainer.state.epoch == 1
+
+    ckpt_dir = tmp_path / "ckpt"
+    trainer, opt = _trainer(net, max_epochs=2)
+    CheckpointSaver(str(ckpt_dir), {"network": net, "trainer": trainer}, save_interval=1).attach(trainer)
+    trainer.run()
+    net2 = torch.nn.Conv2d(1, 1, 3, padding=1)
+    trainer2, _ = _trainer(net2, max_epochs=3)
+    resume = ResumeFromLatestCheckpoint(ckpt_dir, {"network": net2, "trainer": trainer2})
+    resume.attach(trainer2)
+    epochs = []
+    trainer2.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
+    trainer2.run()
+    assert resume.loaded_path.endswith("checkpoint_epoch=2.pt")
+    assert epochs == [3]  # only the missing epoch runs
