@@ -272,6 +272,8 @@ class AnomalyScored(MapTransform):
 class VolumeAnomalyScore(Transform):
     """Slice scores, volume score and prediction of a 3D anomaly map ``(C, H, W, D)`` computed slice by slice.
 
+    A 2D map ``(C, H, W)`` (a PNG/JPEG image) counts as a volume of one slice, so one post-transform serves both.
+
     Args:
         axis: spatial axis of ``(H, W, D)`` that indexes the slices (2: axial for RAS volumes).
         slice_method: slice score method (``"mean"``, ``"max"``, ``"topk"``, ``"percentile"``).
@@ -326,9 +328,14 @@ class VolumeAnomalyScore(Transform):
         """``{"volume_score", "slice_scores", "threshold", "volume_threshold", "prediction", "aggregation", "axis"}``
         with python values (``prediction`` is ``"normal"``, ``"anomalous"`` or ``None`` without threshold)."""
         m = _tensor(anomaly_map)
-        if m.ndim != 4:
-            raise ValueError(f"expected a 3D channel-first map (C, H, W, D), got shape {tuple(m.shape)}")
-        dim = self.axis + 1
+        if m.ndim == 3:  # a 2D image's map (C, H, W): one slice
+            m = m[..., None]
+            mask = None if mask is None else _tensor(mask)[..., None]
+            dim = 3
+        elif m.ndim == 4:
+            dim = self.axis + 1
+        else:
+            raise ValueError(f"expected a channel-first map (C, H, W) or (C, H, W, D), got shape {tuple(m.shape)}")
         slices = m.movedim(dim, 0)  # (S, C, h, w)
         msk = None
         if mask is not None:

@@ -107,7 +107,7 @@ def test_volume_scores_along_each_axis():
     assert r0["slice_scores"] == pytest.approx([0.2] * 4) and r0["prediction"] == "normal"
     assert VolumeAnomalyScore()(m)["prediction"] is None
     with pytest.raises(ValueError, match=r"\(C, H, W, D\)"):
-        VolumeAnomalyScore()(torch.zeros(1, 4, 4))
+        VolumeAnomalyScore()(torch.zeros(4, 4))
 
 
 def test_volume_scored_result_is_json_and_merges():
@@ -131,3 +131,13 @@ def test_fraction_above_aggregation():
     assert VolumeAnomalyScore(aggregation="fraction_above", threshold=0.5)(m)["prediction"] is None
     with pytest.raises(ValueError, match="fraction_above"):
         VolumeAnomalyScore(aggregation="fraction_above")
+
+
+def test_volume_anomaly_score_takes_a_2d_map_as_one_slice():
+    from monai_anomaly.transforms.postprocessing import VolumeAnomalyScored
+
+    m = torch.zeros(1, 8, 8)
+    m[0, :2] = 1.0
+    d = VolumeAnomalyScored(threshold=0.2)({"anomaly_map": m})
+    assert d["result"]["slice_scores"] == [0.25]
+    assert d["result"]["volume_score"] == 0.25 and d["result"]["prediction"] == "anomalous"
