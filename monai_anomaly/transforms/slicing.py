@@ -231,7 +231,12 @@ class VolumeToSlicesd(MapTransform):
             return [d]
         ref = d[present[0]]
         vid = _volume_id(d, ref)
-        mask = d[self.label_from_mask_key] if self.label_from_mask_key is not None else None
+        mask = None
+        if self.label_from_mask_key is not None:
+            if self.label_from_mask_key in d:
+                mask = d[self.label_from_mask_key]
+            elif not self.allow_missing_keys:
+                raise KeyError(f"label_from_mask_key {self.label_from_mask_key!r} is not in the data")
         if ref.ndim == 3:  # a 2D image: one "slice"
             out = dict(d)
             out[AnomalyKeys.VOLUME_ID] = vid

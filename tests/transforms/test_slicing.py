@@ -146,3 +146,11 @@ def test_real_brats_slices_labels_match_csv(shared_data):
     back = StackSlicesd(keys=["image", "mask"])(slices)
     assert torch.equal(back["image"].as_tensor(), vol.as_tensor())
     assert torch.equal(back["image"].affine, vol.affine)
+
+
+def test_missing_mask_is_allowed_only_with_allow_missing_keys():
+    vol = torch.rand(1, 6, 6, 3) + 0.1
+    out = VolumeToSlicesd(keys=["image", "mask"], label_from_mask_key="mask", allow_missing_keys=True)({"image": vol})
+    assert len(out) == 3 and all("label" not in s or s["label"] in (0, 1) for s in out)
+    with pytest.raises(KeyError, match="mask"):
+        VolumeToSlicesd(keys=["image"], label_from_mask_key="mask")({"image": vol})
