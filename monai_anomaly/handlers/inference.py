@@ -1,0 +1,177 @@
+"""Write what an inference run scored: per-slice and per-volume scores (CSV/JSON), NIfTI maps and heatmap PNGs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.config import IgniteInfo
+from monai.utils import CommonKeys, min_version, optional_import
+
+from monai_anomaly.reports.nifti import save_map_nifti
+from monai_anomaly.reports.plots import plot_panel
+from monai_anomaly.reports.writer import write_report
+from monai_anomaly.utils.enums import AnomalyKeys
+from monai_anomaly.utils.errors import SkipLog
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+
+__all__ = ["InferenceResultWriter"]
+
+logger = logging.getLogger("monai_anomaly")
+
+
+def _as_list(x: Any) -> list:
+    if isinstance(x, list):
+        return x
+    return [x] if x is not None else []
+
+
+def _meta(item: Mapping, key: str) -> dict:
+    v = item.get(key)
+    meta = getattr(v, "meta", None)
+    if meta is None:
+        meta = item.get(f"{key}_meta_dict", {})
+    return dict(meta)
+
+
+def _affine(meta: Mapping) -> np.ndarray:
+    a = meta.get("affine")
+    if a is None:
+        return np.eye(4)
+    a = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
+    if a.shape == (3, 3):  # a 2D affine: embed it in 4x4
+        full = np.eye(4)
+        full[:2, :2], full[:2, 3] = a[:2, :2], a[:2, 2]
+        a = full
+    return a
+
+
+class InferenceResultWriter:
+    """Collect each scan's result during an inference run and write them all at the end.
+
+    For every scan it expects, in the evaluator's decollated output, the anomaly map under ``map_key`` (``(1, H, W)``
+    for 2D images, ``(1, H, W, D)`` for volumes) and the JSON-able result under ``result_key`` (as
+    :class:`~monai_anomaly.transforms.postprocessing.VolumeAnomalyScored` writes it). At the end it writes into
+    ``output_dir``: ``detailed_results.csv`` (one row per slice/image), ``volume_results.csv`` (one row per scan),
+    ``scores.json`` (every scan's result), ``metrics.json`` / ``anomaly_report.txt`` / ``score_distribution.png``
+    (from :func:`~monai_anomaly.reports.writer.write_report`), ``maps/<volume_id>_anomaly_map.nii.gz`` with the input's
+    affine, and for 2D inputs ``maps/<volume_id>_heatmap.png``.
+
+    Args:
+        output_dir: the folder to write into.
+        threshold: the slice threshold used (float, Threshold or its dict), recorded in the report.
+        aggregation: the volume aggregation used, recorded in the report.
+        map_key: key of the anomaly map in the output.
+        image_key: key of the input image (for its metadata and the heatmap panels).
+        result_key: key of the result dictionary.
+        save_maps: write the NIfTI maps and PNG heatmaps.
+        overwrite: replace existing files.
+        skip_log: bad inputs skipped while building the datalist, listed in the report.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        threshold: Any = None,
+        aggregation: str = "mean",
+        map_key: str = CommonKeys.PRED,
+        image_key: str = AnomalyKeys.IMAGE,
+        result_key: str = AnomalyKeys.RESULT,
+        save_maps: bool = True,
+        overwrite: bool = False,
+        skip_log: SkipLog | Sequence | None = None,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.threshold = threshold
+        self.aggregation = aggregation
+        self.map_key = map_key
+        self.image_key = image_key
+        self.result_key = result_key
+        self.save_maps = save_maps
+        self.overwrite = overwrite
+        self.skip_log = skip_log
+        self.rows: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        self.rows, self.results = [], []
+
+    def collect(self, engine: Engine) -> None:
+        outputs = _as_list(engine.state.output)
+        batch = _as_list(engine.state.batch)
+        for i, out in enumerate(outputs):
+            item = {**(batch[i] if i < len(batch) and isinstance(batch[i], Mapping) else {}), **out}
+            self.add(item)
+
+    def add(self, item: Mapping[str, Any]) -> None:
+        """Record one scan's output (also usable without Ignite)."""
+        meta = _meta(item, self.image_key)
+        path = str(meta.get("filename_or_obj", item.get(AnomalyKeys.PATH, "")))
+        volume_id = str(item.get(AnomalyKeys.VOLUME_ID) or Path(path).name or f"scan{len(self.results)}")
+        result = dict(item.get(self.result_key) or {})
+        slice_scores = result.get("slice_scores", [])
+        label = item.get(AnomalyKeys.LABEL, -1)
+        label = int(label.item() if isinstance(label, torch.Tensor) else label)
+        for s, score in enumerate(slice_scores):
+            self.rows.append(
+                {
+                    AnomalyKeys.PATH: path,
+                    AnomalyKeys.VOLUME_ID: volume_id,
+                    AnomalyKeys.SLICE_INDEX: s,
+                    AnomalyKeys.LABEL: label,
+                    AnomalyKeys.SCORE: float(score),
+                }
+            )
+        entry = {"volume_id": volume_id, "path": path, **result}
+        amap = item.get(self.map_key)
+        if self.save_maps and amap is not None:
+            amap = amap.detach().cpu().float() if isinstance(amap, torch.Tensor) else torch.as_tensor(amap)
+            maps_dir = self.output_dir / "maps"
+            nii = maps_dir / f"{volume_id}_anomaly_map.nii.gz"
+            arr = amap[0].numpy()
+            save_map_nifti(arr if arr.ndim == 3 else arr[..., None], _affine(meta), nii, overwrite=self.overwrite)
+            entry["anomaly_map"] = str(nii)
+            if arr.ndim == 2:
+                img = item.get(self.image_key)
+                img = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img)[0]
+                png = maps_dir / f"{volume_id}_heatmap.png"
+                if png.exists() and not self.overwrite:
+                    raise FileExistsError(f"{png}: exists; pass overwrite=True to replace it")
+                plot_panel(
+                    img.T, None, arr.T, str(png), title=f"{volume_id}: score {result.get('volume_score', 0):.4f}"
+                )
+                entry["heatmap"] = str(png)
+        self.results.append(entry)
+
+    def write(self, engine: Engine | None = None) -> dict[str, Any]:
+        """Write the CSVs, JSON and report; returns what :func:`write_report` returns."""
+        skipped = self.skip_log.as_list() if isinstance(self.skip_log, SkipLog) else list(self.skip_log or [])
+        report = write_report(
+            self.output_dir,
+            self.rows,
+            threshold=self.threshold,
+            aggregation=self.aggregation,
+            skipped=skipped,
+            run_info={"kind": "inference", "n_scans": len(self.results)},
+            overwrite=self.overwrite,
+        )
+        with open(self.output_dir / "scores.json", "w") as f:
+            json.dump({"scans": self.results, "skipped": skipped}, f, indent=2, default=str)
+        logger.info("scored %d scans; results in %s", len(self.results), self.output_dir)
+        return report
