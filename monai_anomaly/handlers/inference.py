@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.config import IgniteInfo
-from monai.utils import CommonKeys, min_version, optional_import
+from monai.data import MetaTensor
+from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 
 from monai_anomaly.reports.nifti import save_map_nifti
 from monai_anomaly.reports.plots import plot_panel
 from monai_anomaly.reports.writer import write_report
+from monai_anomaly.transforms.spatial import restore_geometry
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import SkipLog
 
@@ -141,14 +142,17 @@ class InferenceResultWriter:
         entry = {"volume_id": volume_id, "path": path, **result}
         amap = item.get(self.map_key)
         if self.save_maps and amap is not None:
+            img = item.get(self.image_key)
+            if isinstance(img, MetaTensor):  # back onto the file's voxel grid (e.g. from RAS to the file's orientation)
+                amap = restore_geometry(amap.detach().cpu(), img.detach().cpu())
+                meta = {**meta, "affine": amap.affine}
             amap = amap.detach().cpu().float() if isinstance(amap, torch.Tensor) else torch.as_tensor(amap)
             maps_dir = self.output_dir / "maps"
             nii = maps_dir / f"{volume_id}_anomaly_map.nii.gz"
-            arr = amap[0].numpy()
+            arr = np.asarray(amap[0])
             save_map_nifti(arr if arr.ndim == 3 else arr[..., None], _affine(meta), nii, overwrite=self.overwrite)
             entry["anomaly_map"] = str(nii)
             if arr.ndim == 2:
-                img = item.get(self.image_key)
                 img = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img)[0]
                 png = maps_dir / f"{volume_id}_heatmap.png"
                 if png.exists() and not self.overwrite:

@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import CenterSpatialCrop, MapTransform, Resize, SpatialPad, Transform
-from monai.utils import TransformBackends, ensure_tuple_rep
+from monai.data import MetaTensor
+from monai.transforms import (
+    CenterSpatialCrop,
+    MapTransform,
+    Orientation,
+    Resize,
+    SpatialPad,
+    SpatialResample,
+    Transform,
+)
+from monai.utils import TransformBackends, ensure_tuple_rep, optional_import
 
-__all__ = ["ResizeToSquare", "ResizeToSquared", "ResizeToSquareD", "ResizeToSquareDict"]
+nib, _ = optional_import("nibabel")
+
+__all__ = ["ResizeToSquare", "ResizeToSquared", "ResizeToSquareD", "ResizeToSquareDict", "restore_geometry"]
 
 _NEAREST = ("nearest", "nearest-exact")
 
@@ -111,3 +123,49 @@ class ResizeToSquared(MapTransform):
 
 
 ResizeToSquareD = ResizeToSquareDict = ResizeToSquared
+
+
+def _affine(x: Any) -> np.ndarray | None:
+    if x is None:
+        return None
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return a.astype(np.float64) if a.shape in ((4, 4), (3, 3)) else None
+
+
+def restore_geometry(anomaly_map: MetaTensor, reference: MetaTensor) -> MetaTensor:
+    """Bring a map back onto the voxel grid of the file ``reference`` was loaded from, so a viewer overlays it.
+
+    ``reference`` is the preprocessed image: its ``meta["original_affine"]`` and ``meta["spatial_shape"]`` describe
+    the file's grid. A 3D map that preprocessing reoriented (e.g. to RAS) is oriented back; one that was also resampled
+    or resized is resampled onto the file's grid (bilinear). 2D maps of another size are resized.
+
+    Args:
+        anomaly_map: ``(1, H, W)`` or ``(1, H, W, D)`` map with ``reference``'s current affine.
+        reference: the preprocessed image (a MetaTensor with the loader's meta).
+
+    Returns:
+        the map on the file's grid, its affine the file's (``original_affine``).
+    """
+    meta = dict(reference.meta) if isinstance(reference, MetaTensor) else {}
+    m = anomaly_map if isinstance(anomaly_map, MetaTensor) else MetaTensor(anomaly_map)
+    if not isinstance(anomaly_map, MetaTensor) or _affine(m.meta.get("affine")) is None:
+        m = MetaTensor(m.as_tensor(), meta=meta)
+    shape = meta.get("spatial_shape")
+    shape = tuple(int(s) for s in np.asarray(shape).tolist()) if shape is not None else tuple(m.shape[1:])
+    original = _affine(meta.get("original_affine"))
+    m = m.float()
+    if m.ndim == 3:  # 2D: same rows/columns as the picture
+        if tuple(m.shape[1:]) != shape and len(shape) == 2:
+            m = Resize(spatial_size=shape, mode="bilinear")(m)
+        return m
+    if original is None or original.shape != (4, 4):
+        return m
+    if nib is not None and not np.allclose(_affine(m.affine), original, atol=1e-4):
+        codes = "".join(nib.orientations.aff2axcodes(original))
+        m = Orientation(axcodes=codes)(m)
+    if tuple(m.shape[1:]) != shape or not np.allclose(_affine(m.affine), original, atol=1e-4):
+        m = SpatialResample(mode="bilinear", padding_mode="zeros")(
+            m, dst_affine=torch.as_tensor(original), spatial_size=shape
+        )
+    m.affine = torch.as_tensor(original)
+    return m

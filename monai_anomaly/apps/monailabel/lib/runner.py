@@ -20,9 +20,9 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
-from monai.transforms import Orientation, Resize, SpatialResample
 from monai.utils import optional_import
 
+from monai_anomaly.transforms.spatial import restore_geometry
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
 
@@ -76,45 +76,6 @@ def _affine(x: Any) -> np.ndarray | None:
         return None
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     return a.astype(np.float64) if a.shape in ((4, 4), (3, 3)) else None
-
-
-def restore_geometry(anomaly_map: MetaTensor, reference: MetaTensor) -> MetaTensor:
-    """Bring a map back onto the voxel grid of the file ``reference`` was loaded from, so a viewer overlays it.
-
-    ``reference`` is the preprocessed image: its ``meta["original_affine"]`` and ``meta["spatial_shape"]`` describe
-    the file's grid. A 3D map that preprocessing reoriented (e.g. to RAS) is oriented back; one that was also resampled
-    or resized is resampled onto the file's grid (bilinear). 2D maps of another size are resized.
-
-    Args:
-        anomaly_map: ``(1, H, W)`` or ``(1, H, W, D)`` map with ``reference``'s current affine.
-        reference: the preprocessed image (a MetaTensor with the loader's meta).
-
-    Returns:
-        the map on the file's grid, its affine the file's (``original_affine``).
-    """
-    meta = dict(reference.meta) if isinstance(reference, MetaTensor) else {}
-    m = anomaly_map if isinstance(anomaly_map, MetaTensor) else MetaTensor(anomaly_map)
-    if not isinstance(anomaly_map, MetaTensor) or _affine(m.meta.get("affine")) is None:
-        m = MetaTensor(m.as_tensor(), meta=meta)
-    shape = meta.get("spatial_shape")
-    shape = tuple(int(s) for s in np.asarray(shape).tolist()) if shape is not None else tuple(m.shape[1:])
-    original = _affine(meta.get("original_affine"))
-    m = m.float()
-    if m.ndim == 3:  # 2D: same rows/columns as the picture
-        if tuple(m.shape[1:]) != shape and len(shape) == 2:
-            m = Resize(spatial_size=shape, mode="bilinear")(m)
-        return m
-    if original is None or original.shape != (4, 4):
-        return m
-    if nib is not None and not np.allclose(_affine(m.affine), original, atol=1e-4):
-        codes = "".join(nib.orientations.aff2axcodes(original))
-        m = Orientation(axcodes=codes)(m)
-    if tuple(m.shape[1:]) != shape or not np.allclose(_affine(m.affine), original, atol=1e-4):
-        m = SpatialResample(mode="bilinear", padding_mode="zeros")(
-            m, dst_affine=torch.as_tensor(original), spatial_size=shape
-        )
-    m.affine = torch.as_tensor(original)
-    return m
 
 
 def write_map(anomaly_map: torch.Tensor, path: str | os.PathLike) -> dict[str, Any]:
