@@ -35,3 +35,59 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return _REPO
+
+
+TINY_SETTINGS = {"image_size": 32, "channels": [8, 16], "strides": [2, 2], "latent_size": 16}
+
+
+def make_tiny_sample(dst: Path, n_normal: int = 40, n_abnormal: int = 20) -> Path:
+    """A small copy of the embedded demo sample (normal/abnormal layout with its group column)."""
+    import csv
+    import shutil
+
+    src = _REPO / "monai_anomaly" / "sample_data"
+    with open(src / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if r["label"] == "0"][:n_normal] + [r for r in rows if r["label"] == "1"][:n_abnormal]
+    for r in keep:
+        (dst / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / r["path"], dst / r["path"])
+    with open(dst / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return dst
+
+
+def make_tiny_trained_bundle(dst: Path, max_epochs: int = 2) -> Path:
+    """Copy the autoencoder bundle to ``dst``, set tiny network sizes in its configs and train it for a few epochs on
+    a small part of the embedded sample, so ``dst/models/model.pt`` exists (used by bundle and MONAI Label tests)."""
+    import json
+    import shutil
+
+    from monai.bundle import run
+
+    bundle = dst / "autoencoder_anomaly"
+    shutil.copytree(_REPO / "bundles" / "autoencoder_anomaly", bundle, ignore=shutil.ignore_patterns("models", "eval"))
+    for name in ("train.json", "inference.json"):
+        p = bundle / "configs" / name
+        cfg = json.loads(p.read_text())
+        cfg.update(TINY_SETTINGS)
+        p.write_text(json.dumps(cfg, indent=4))
+    data = make_tiny_sample(dst / "data")
+    run(
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "train.json"),
+        bundle_root=str(bundle),
+        dataset_dir=str(data),
+        output_dir=str(bundle),
+        max_epochs=max_epochs,
+        batch_size=16,
+    )
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_bundle(tmp_path_factory) -> Path:
+    """The autoencoder bundle, shrunk and trained for two epochs (``models/model.pt`` inside)."""
+    return make_tiny_trained_bundle(tmp_path_factory.mktemp("tiny_bundle"))

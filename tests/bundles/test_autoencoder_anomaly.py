@@ -1,0 +1,333 @@
+"""The autoencoder_anomaly bundle through MONAI's own bundle commands: metadata, config agreement, train, evaluate,
+infer (PNG, NIfTI, DICOM series), resume, verify_net_in_out, ckpt_export and torchrun multi-process training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, run
+
+pytestmark = pytest.mark.bundle
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "autoencoder_anomaly"
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def _cfg(name: str, bundle: Path = BUNDLE) -> dict:
+    return json.loads((bundle / "configs" / name).read_text())
+
+
+def _bundle_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def test_layout_and_metadata_verify_offline():
+    for f in (
+        "LICENSE",
+        "configs/metadata.json",
+        "configs/train.json",
+        "configs/evaluate.json",
+        "configs/inference.json",
+        "configs/multi_gpu_train.json",
+        "configs/logging.conf",
+        "docs/README.md",
+    ):
+        assert (BUNDLE / f).is_file(), f
+    meta = _cfg("metadata.json")
+    assert meta["version"] in meta["changelog"]
+    _bundle_cmd(
+        "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "../meta_schema.json", cwd=BUNDLE
+    )
+
+
+def test_configs_agree_with_each_other():
+    """MONAI Label reads inference.json alone, so it repeats train.json's network and preprocessing: check they match."""
+    train, infer = _cfg("train.json"), _cfg("inference.json")
+    for key in (
+        "autoencoder_def",
+        "network_def",
+        "image_size",
+        "model_type",
+        "latent",
+        "latent_size",
+        "channels",
+        "strides",
+        "map_method",
+        "score_method",
+        "aggregation",
+        "slice_axis",
+    ):
+        assert train[key] == infer[key], key
+    train_pre = [t for t in train["preprocessing"]["transforms"]]
+    infer_pre = [t for t in infer["preprocessing"]["transforms"] if t["_target_"] != "SelectItemsd"]
+    assert [t["_target_"] for t in train_pre] == [t["_target_"] for t in infer_pre]
+    for a, b in zip(train_pre[1:], infer_pre[1:]):
+        assert {k: v for k, v in a.items()} == {k: v for k, v in b.items()}
+    for key in (
+        "bundle_root",
+        "device",
+        "dataset_dir",
+        "network_def",
+        "preprocessing",
+        "dataset",
+        "inferer",
+        "postprocessing",
+        "handlers",
+        "evaluator",
+    ):
+        assert key in infer, key
+
+
+def test_verify_net_in_out():
+    _bundle_cmd(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+        cwd=BUNDLE,
+    )
+
+
+def test_train_writes_checkpoints_with_threshold(tiny_trained_bundle):
+    models = tiny_trained_bundle / "models"
+    ckpt = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert set(ckpt) >= {"model", "threshold"}
+    assert any(k.startswith("model.") for k in ckpt["model"])
+    assert ckpt["threshold"]["split"] == "val"
+    last = list(models.glob("checkpoint_epoch=*.pt"))
+    assert [p.name for p in last] == ["checkpoint_epoch=2.pt"]
+    assert set(torch.load(last[0], map_location="cpu", weights_only=True)) >= {"model", "optimizer", "trainer"}
+    assert list((tiny_trained_bundle / "logs").glob("events.out.tfevents*"))
+
+
+def test_evaluate_writes_full_report(tiny_trained_bundle, tmp_path):
+    bundle = tiny_trained_bundle
+    run(
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=[str(bundle / "configs" / "train.json"), str(bundle / "configs" / "evaluate.json")],
+        bundle_root=str(bundle),
+        dataset_dir=str(bundle.parent / "data"),
+        output_dir=str(bundle),
+        eval_dir=str(tmp_path / "eval"),
+    )
+    ev = tmp_path / "eval"
+    for f in (
+        "detailed_results.csv",
+        "volume_results.csv",
+        "metrics.json",
+        "anomaly_report.txt",
+        "roc_curve.png",
+        "pr_curve.png",
+        "score_distribution.png",
+        "top_anomaly_1.png",
+    ):
+        assert (ev / f).is_file(), f
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert 0.0 <= metrics["slice"]["metrics"]["auroc"] <= 1.0
+    assert metrics["threshold"]["split"] == "val"
+    with open(ev / "detailed_results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["label"] for r in rows} == {"0", "1"}  # held-out normals and tumours, no training image
+    train_split = {r["path"] for r in rows}
+    assert len(train_split) == len(rows)
+
+
+def _nifti(path: Path) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    vol = np.zeros((40, 36, 12), np.float32)
+    yy, xx = np.mgrid[:40, :36]
+    brain = ((yy - 20) ** 2 / 15**2 + (xx - 18) ** 2 / 13**2) < 1
+    vol[brain] = 0.6 + 0.05 * rng.standard_normal((int(brain.sum()), 12)).astype(np.float32)
+    vol[18:24, 15:21, 5:8] = 1.0  # a bright "lesion"
+    affine = np.array([[-1.5, 0, 0, 30], [0, -1.5, 0, 25], [0, 0, 3.0, -10], [0, 0, 0, 1]])  # LPS-like: not RAS
+    nib.save(nib.Nifti1Image(vol, affine), str(path))
+    return affine
+
+
+def _dicom_series(folder: Path, n: int = 6) -> None:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    folder.mkdir()
+    series = generate_uid()
+    for i in range(n):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"{i}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "MR", series, generate_uid()
+        ds.InstanceNumber, ds.Rows, ds.Columns = i + 1, 24, 24
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 2.0 * i], [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 2.0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        img = np.zeros((24, 24), np.uint16)
+        img[4:20, 5:19] = 800 + 20 * i
+        ds.PixelData = img.tobytes()
+        ds.save_as(str(folder / f"{i}.dcm"), enforce_file_format=True)
+
+
+def test_inference_on_png_nifti_and_dicom(tiny_trained_bundle, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    affine = _nifti(scans / "case1.nii.gz")
+    _dicom_series(scans / "series1")
+    shutil.copy(next((tiny_trained_bundle.parent / "data" / "abnormal").glob("*/*.png")), scans / "slice.png")
+    out = tmp_path / "infer"
+    _bundle_cmd(
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--input_path",
+        str(scans),
+        "--output_dir",
+        str(out),
+        cwd=tiny_trained_bundle,
+    )
+    with open(out / "volume_results.csv") as f:
+        vols = {r["volume_id"]: r for r in csv.DictReader(f)}
+    assert set(vols) >= {"case1", "slice"} and len(vols) == 3
+    scores = json.loads((out / "scores.json").read_text())["scans"]
+    by_id = {s["volume_id"]: s for s in scores}
+    case = by_id["case1"]
+    assert len(case["slice_scores"]) == 12 and np.isfinite(case["volume_score"])
+    assert case["volume_score"] == pytest.approx(np.mean(case["slice_scores"]), rel=1e-5)
+    assert case["prediction"] in ("normal", "anomalous") and case["threshold"]["split"] == "val"
+    heat = nib.load(case["anomaly_map"])
+    assert heat.shape == (40, 36, 12)
+    np.testing.assert_allclose(heat.affine, affine, atol=1e-4)
+    dicom = next(s for s in scores if s["volume_id"] not in ("case1", "slice"))
+    assert nib.load(dicom["anomaly_map"]).shape == (24, 24, 6)
+    assert len(dicom["slice_scores"]) == 6
+    assert Path(by_id["slice"]["heatmap"]).is_file()
+    with open(out / "detailed_results.csv") as f:
+        assert sum(1 for _ in csv.DictReader(f)) == 12 + 6 + 1
+    # outputs are never overwritten unless asked
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            "configs/inference.json",
+            "--input_path",
+            str(scans),
+            "--output_dir",
+            str(out),
+        ],
+        cwd=tiny_trained_bundle,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode != 0 and "overwrite" in (res.stdout + res.stderr)
+
+
+def test_resume_continues_from_last_epoch(tiny_trained_bundle, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_trained_bundle, bundle)
+    last = bundle / "models" / "checkpoint_epoch=2.pt"
+    before = last.read_bytes()
+
+    def train(max_epochs):
+        run(
+            meta_file=str(bundle / "configs" / "metadata.json"),
+            config_file=str(bundle / "configs" / "train.json"),
+            bundle_root=str(bundle),
+            dataset_dir=str(tiny_trained_bundle.parent / "data"),
+            output_dir=str(bundle),
+            max_epochs=max_epochs,
+            batch_size=16,
+            resume=True,
+        )
+
+    train(2)  # already at epoch 2: resuming trains nothing and saves nothing new
+    assert last.read_bytes() == before
+    assert not (bundle / "models" / "checkpoint_epoch=3.pt").exists()
+    train(3)  # one more epoch, starting from the saved state
+    ckpt = torch.load(bundle / "models" / "checkpoint_epoch=3.pt", map_location="cpu", weights_only=True)
+    first = torch.load(last, map_location="cpu", weights_only=True)
+    assert ckpt["trainer"]["max_epochs"] == 3
+    assert ckpt["trainer"]["iteration"] == first["trainer"]["iteration"] * 3 // 2
+
+
+def test_ckpt_export_traced_model_gives_the_map(tiny_trained_bundle, tmp_path):
+    ts = tmp_path / "model.ts"
+    _bundle_cmd(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts),
+        "--ckpt_file",
+        "models/model.pt",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+        "--key_in_ckpt",
+        "model",
+        "--use_trace",
+        "True",
+        "--input_shape",
+        "[1, 1, 32, 32]",
+        cwd=tiny_trained_bundle,
+    )
+    exported = torch.jit.load(str(ts))
+    parser = ConfigParser()
+    parser.read_config(str(tiny_trained_bundle / "configs" / "inference.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(tiny_trained_bundle / "models" / "model.pt", weights_only=True)["model"])
+    x = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(exported(x), net.eval()(x), atol=1e-5, rtol=1e-4)
+
+
+def test_multi_gpu_train_runs_with_torchrun_on_cpu(tiny_trained_bundle, tmp_path):
+    out = tmp_path / "mg"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "['configs/train.json','configs/multi_gpu_train.json']",
+        "--meta_file",
+        "configs/metadata.json",
+        "--bundle_root",
+        ".",
+        "--dataset_dir",
+        str(tiny_trained_bundle.parent / "data"),
+        "--output_dir",
+        str(out),
+        "--max_epochs",
+        "1",
+        "--batch_size",
+        "8",
+    ]
+    res = subprocess.run(cmd, cwd=tiny_trained_bundle, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (out / "models" / "model.pt").is_file() and (out / "models" / "checkpoint_epoch=1.pt").is_file()
