@@ -175,7 +175,7 @@ class AnomalyCLI:
             if not overwrite:
                 raise FileExistsError(f"{out}: not empty; pass --overwrite to replace it.")
             shutil.rmtree(out)
-        settings = {"max_epochs": 30, "image_size": 64, "val_interval": 5}
+        settings = {"max_epochs": 60, "image_size": 64, "batch_size": 16, "val_interval": 5}
         settings.update(override)
         t0 = time.time()
         data = sample_data_dir()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from monai.networks.blocks import Convolution
 from monai.networks.layers.convutils import calculate_out_shape, same_padding
 from monai.networks.layers.factories import Act, Norm
 from monai.networks.nets import AutoEncoder, VarAutoEncoder
@@ -93,7 +94,25 @@ def _check_common(
     return final
 
 
-class ConvAutoEncoder(AutoEncoder):
+class _OutputHeadMixin:
+    """Give the decoder a plain convolution as its last layer.
+
+    MONAI's ``AutoEncoder`` with residual units ends with a transposed convolution to ``out_channels`` followed by
+    instance norm and an activation on that single channel, which removes each image's mean and contrast before the
+    output: the reconstruction then cannot match the image's intensities (its L1 error stays high). Here the last
+    up-sampling layer keeps its input width and a 1x1 convolution (no norm, no activation) maps it to
+    ``out_channels``.
+    """
+
+    def _get_decode_layer(self, in_channels: int, out_channels: int, strides: int, is_last: bool) -> nn.Module:
+        if not is_last or self.num_res_units == 0:  # with no residual units MONAI's last layer is conv-only already
+            return super()._get_decode_layer(in_channels, out_channels, strides, is_last)
+        body = super()._get_decode_layer(in_channels, in_channels, strides, False)
+        head = Convolution(self.dimensions, in_channels, out_channels, kernel_size=1, conv_only=True)
+        return nn.Sequential(body, head)
+
+
+class ConvAutoEncoder(_OutputHeadMixin, AutoEncoder):
     """Convolutional autoencoder with a spatial (convolutional) or dense (linear ``latent_size``) bottleneck.
 
     The encoder and decoder are MONAI's :class:`~monai.networks.nets.AutoEncoder` blocks (strided convolutions with
@@ -210,7 +229,7 @@ class ConvAutoEncoder(AutoEncoder):
         return self.decode_forward(self.encode_forward(x))
 
 
-class ConvVAE(VarAutoEncoder):
+class ConvVAE(_OutputHeadMixin, VarAutoEncoder):
     """Variational autoencoder on MONAI's :class:`~monai.networks.nets.VarAutoEncoder`.
 
     ``forward`` returns ``(reconstruction, mu, logvar, z)`` like MONAI's. In training mode ``z`` is sampled with the

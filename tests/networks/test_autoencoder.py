@@ -121,3 +121,18 @@ def test_vae_bad_arguments(kwargs, match):
     args = {"in_shape": (32, 32), "channels": (4, 8), "strides": (2, 2), **kwargs}
     with pytest.raises(ValueError, match=match):
         ConvVAE(2, 1, 1, **args)
+
+
+@pytest.mark.parametrize("num_res_units", [0, 1, 2])
+def test_last_decoder_layer_is_not_normalised_on_the_output_channel(num_res_units):
+    """A norm on the single output channel would strip each image's mean and contrast before the output."""
+    import torch.nn as nn
+
+    for net in (
+        ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2), num_res_units=num_res_units),
+        ConvVAE(2, 1, 1, in_shape=(16, 16), channels=(4, 8), strides=(2, 2), num_res_units=num_res_units),
+    ):
+        norms_on_out = [m for m in net.decode.modules() if isinstance(m, nn.InstanceNorm2d) and m.num_features == 1]
+        assert not norms_on_out
+        convs = [m for m in net.decode.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        assert convs[-1].out_channels == 1
