@@ -20,8 +20,9 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import SimpleInferer
-from monai.utils import optional_import
+from monai.utils import CommonKeys, optional_import
 
+from monai_anomaly.data.inputs import scan_id
 from monai_anomaly.transforms.spatial import restore_geometry
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
@@ -40,6 +41,9 @@ MAP_EXTENSIONS = (".nii.gz", ".nii", ".png")
 """File types the heatmap can be written as (``.png``: 8-bit, 2D only)."""
 
 _KEYS = ("network_def", "preprocessing", "postprocessing")
+_MAP_KEYS = (CommonKeys.PRED, AnomalyKeys.ANOMALY_MAP)
+"""Where the runner puts the network's map for ``postprocessing``: ``pred`` (as MONAI's evaluators do, so a bundle's
+``inference.json`` postprocessing works unchanged) and ``anomaly_map`` (the project's name)."""
 
 
 class BundleError(RuntimeError):
@@ -112,16 +116,19 @@ class AnomalyBundleRunner:
     """Load an anomaly bundle's ``configs/inference.json`` and run it on scans, one at a time.
 
     The bundle contract (see ``docs/monailabel.md``): ``network_def`` is a module whose forward maps a normalised
-    batch to an anomaly map; ``preprocessing`` is a dictionary transform on ``image`` taking a file path; ``inferer``
-    (default :class:`~monai.inferers.SimpleInferer`) runs the network on the ``(1, 1, H, W[, D])`` batch;
-    ``postprocessing`` reads ``d["anomaly_map"]`` (the map, with the image's meta) and fills ``d["result"]`` with
+    batch to an anomaly map; ``preprocessing`` is a dictionary transform on the datalist item ``{"image": <file
+    path>, "volume_id": <file stem>, "label": -1}``; ``inferer`` (default :class:`~monai.inferers.SimpleInferer`)
+    runs the network on the ``(1, 1, H, W[, D])`` batch; ``postprocessing`` reads the map (with the image's meta) from
+    ``d["pred"]`` (MONAI's evaluator key) or, the same tensor, ``d["anomaly_map"]``, and fills ``d["result"]`` with
     ``volume_score``, ``slice_scores``, ``threshold`` and ``prediction``. The weights are read from
-    ``<bundle>/models/model.pt`` (a state dict, or a dict holding one under ``"model"``), once, on first use.
+    ``<bundle>/models/model.pt`` (a state dict, or a dict holding one under ``"model"``), once, on first use; a
+    config id ``ckpt_path`` is set to that file, so ids derived from it (the fitted ``threshold``) read it too. The
+    heatmap returned is the map as the postprocessing left it (under ``pred``, else ``anomaly_map``).
 
     Args:
         bundle_dir: the bundle folder.
         config_file: the inference config, relative to ``bundle_dir`` (``.json`` or ``.yaml``).
-        checkpoint: the weights file, relative to ``bundle_dir``.
+        checkpoint: the weights file, relative to ``bundle_dir`` (or an absolute path).
         device: torch device (overrides the config's ``device``).
 
     Raises:
@@ -160,6 +167,8 @@ class AnomalyBundleRunner:
             raise BundleError(self.bundle_dir, f"{config_file} lacks {', '.join(missing)}")
         self.parser["bundle_root"] = str(self.bundle_dir)
         self.parser["device"] = f"$torch.device('{self.device}')"
+        if "ckpt_path" in self.parser.config:  # ids derived from it (the fitted threshold) read the served weights
+            self.parser["ckpt_path"] = str(self.checkpoint_path)
         self.metadata = self._read_metadata()
         self.version = str(self.metadata.get("version", ""))
         self.description = str(self.metadata.get("description", f"anomaly detection bundle {self.name}"))
@@ -215,7 +224,9 @@ class AnomalyBundleRunner:
 
         Returns:
             the heatmap on the file's voxel grid (affine = the file's) and the JSON-able result
-            (``volume_score``, ``slice_scores``, ``threshold``, ``prediction``, ``bundle``, ``bundle_version``, ...).
+            (``volume_score``, ``slice_scores``, ``threshold`` (the bundle's, as it reports it: a number or a dict
+            with ``value``, ``method``, ...), ``volume_threshold`` (the number ``prediction`` compares
+            ``volume_score`` with), ``prediction``, ``bundle``, ``bundle_version``, ...).
 
         Raises:
             BadInputError: the file cannot be loaded, or is neither a 2D image nor a 3D volume.
@@ -226,7 +237,7 @@ class AnomalyBundleRunner:
             raise BadInputError(path, "no such file or folder")
         parts = self._load()
         try:
-            d = parts["pre"]({AnomalyKeys.IMAGE: path})
+            d = parts["pre"]({AnomalyKeys.IMAGE: path, AnomalyKeys.VOLUME_ID: scan_id(path), AnomalyKeys.LABEL: -1})
         except BadInputError:
             raise
         except Exception as e:  # Compose wraps errors in "applying transform ...": report the innermost one
@@ -254,7 +265,8 @@ class AnomalyBundleRunner:
         amap = out[0].detach().cpu()
         amap = amap.as_tensor() if isinstance(amap, MetaTensor) else amap
         meta = dict(image.meta) if isinstance(image, MetaTensor) else {}
-        d[AnomalyKeys.ANOMALY_MAP] = MetaTensor(amap[:1].float(), meta=meta)
+        raw = MetaTensor(amap[:1].float(), meta=meta)
+        d.update(dict.fromkeys(_MAP_KEYS, raw))
         try:
             d = parts["post"](d)
         except Exception as e:
@@ -262,9 +274,10 @@ class AnomalyBundleRunner:
             problem = f"postprocessing failed: {type(cause).__name__}: {_first_line(cause)}"
             raise BundleError(self.bundle_dir, problem) from e
         result = self._result(d, threshold)
-        heatmap = d.get(AnomalyKeys.ANOMALY_MAP)
-        if not isinstance(heatmap, torch.Tensor):
-            raise BundleError(self.bundle_dir, "postprocessing removed d['anomaly_map']")
+        maps = [d.get(k) for k in _MAP_KEYS if isinstance(d.get(k), torch.Tensor)]
+        if not maps:
+            raise BundleError(self.bundle_dir, f"postprocessing removed the map (d[{_MAP_KEYS[0]!r}])")
+        heatmap = next((m for m in maps if m is not raw), maps[0])  # the one the postprocessing changed, if any
         if not isinstance(heatmap, MetaTensor) or _affine(heatmap.meta.get("affine")) is None:
             heatmap = MetaTensor(torch.as_tensor(heatmap), meta=meta)
         if heatmap.ndim == image.ndim - 1:
@@ -288,10 +301,13 @@ class AnomalyBundleRunner:
             r["slice_scores"] = [r["volume_score"]]
         r.setdefault("threshold", None)
         r.setdefault("prediction", None)
+        if "volume_threshold" not in r and r["threshold"] is not None:  # a bundle giving one number
+            value = r["threshold"].get("value") if isinstance(r["threshold"], Mapping) else r["threshold"]
+            r["volume_threshold"] = None if value is None else float(value)
         if threshold is not None:
             t = float(threshold)
             r.update(
-                threshold=t,
+                threshold={"value": t, "method": "request"} if isinstance(r["threshold"], Mapping) else t,
                 volume_threshold=t,
                 threshold_source="request",
                 prediction="anomalous" if r["volume_score"] >= t else "normal",
