@@ -1,4 +1,4 @@
-"""Fixtures for the MONAI Label app tests: a tiny trained anomaly bundle and a studies folder."""
+"""Fixtures for the MONAI Label app tests: the real autoencoder bundle, tiny and trained, and a studies folder."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the mock bundle's config imports anomaly_mock_bundle
+sys.path.insert(0, str(Path(__file__).parent))
 
-from anomaly_mock_bundle import write_dicom_series, write_mock_bundle, write_nifti, write_png  # noqa: E402
+from label_study_files import write_dicom_series, write_nifti, write_png  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def mock_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny, briefly trained bundle with the anomaly inference contract (threshold 0.5)."""
-    return write_mock_bundle(tmp_path_factory.mktemp("bundles"))
+def bundle(tiny_trained_bundle: Path) -> Path:
+    """``bundles/autoencoder_anomaly`` shrunk and trained for two epochs (``tests/conftest.py``), served as is."""
+    return tiny_trained_bundle
 
 
 @pytest.fixture()

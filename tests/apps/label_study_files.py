@@ -1,101 +1,12 @@
-"""A tiny anomaly bundle for the MONAI Label app tests: network, postprocessing and the files to write it.
-
-Used until (and besides) the real ``bundles/autoencoder_anomaly``: the app must serve any bundle with this contract.
-"""
+"""Study files for the MONAI Label app tests: a NIfTI volume with a non-RAS affine, a DICOM series and a PNG."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-from monai.networks.nets import AutoEncoder
-from torch import nn
 
-__all__ = [
-    "ReconstructionErrorNet",
-    "add_result",
-    "write_mock_bundle",
-    "write_nifti",
-    "write_dicom_series",
-    "write_png",
-]
-
-
-class ReconstructionErrorNet(nn.Module):
-    """A tiny 2D MONAI AutoEncoder whose forward gives the anomaly map ``|x - recon|``."""
-
-    def __init__(self, channels: int = 4) -> None:
-        super().__init__()
-        self.ae = AutoEncoder(
-            spatial_dims=2, in_channels=1, out_channels=1, channels=(channels, channels), strides=(2, 2)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.ae(x)).abs()
-
-
-def add_result(d: dict[str, Any], threshold: float = 0.5) -> dict[str, Any]:
-    """Mock postprocessing: slice scores (mean over each axial slice), volume score (max) and the prediction."""
-    m = torch.as_tensor(d["anomaly_map"]).float()
-    slices = [m[0]] if m.ndim == 3 else list(m[0].movedim(-1, 0))
-    scores = [float(s.mean()) for s in slices]
-    vs = max(scores)
-    d["result"] = {
-        "volume_score": vs,
-        "slice_scores": scores,
-        "threshold": threshold,
-        "prediction": "anomalous" if vs >= threshold else "normal",
-    }
-    return d
-
-
-def write_mock_bundle(root: Path, threshold: float = 0.5, train_steps: int = 5) -> Path:
-    """Write ``root/mock_anomaly`` (configs/inference.json, metadata.json, models/model.pt), briefly trained."""
-    bundle = root / "mock_anomaly"
-    (bundle / "configs").mkdir(parents=True)
-    (bundle / "models").mkdir()
-    config = {
-        "imports": ["$import anomaly_mock_bundle"],
-        "bundle_root": ".",
-        "device": "$torch.device('cpu')",
-        "network_def": {"_target_": "anomaly_mock_bundle.ReconstructionErrorNet", "channels": 4},
-        "preprocessing": {
-            "_target_": "Compose",
-            "transforms": [
-                {"_target_": "monai_anomaly.transforms.io.LoadScand", "keys": "image", "orient": "RAS"},
-                {"_target_": "ScaleIntensityd", "keys": "image"},
-            ],
-        },
-        "inferer": {
-            "_target_": "monai_anomaly.inferers.slice.AnomalySliceInferer",
-            "spatial_size": 16,
-            "spatial_dim": 2,
-            "sw_batch_size": 4,
-        },
-        "postprocessing": {
-            "_target_": "Compose",
-            "transforms": [
-                {"_target_": "Lambdad", "keys": "anomaly_map", "func": "$lambda m: m"},
-                {"_target_": "Lambda", "func": f"$lambda d: anomaly_mock_bundle.add_result(d, {threshold})"},
-            ],
-        },
-    }
-    (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
-    meta = {"version": "0.0.1", "description": "mock anomaly bundle for tests"}
-    (bundle / "configs" / "metadata.json").write_text(json.dumps(meta))
-    torch.manual_seed(0)
-    net = ReconstructionErrorNet(4)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    x = torch.rand(8, 1, 16, 16)
-    for _ in range(train_steps):
-        opt.zero_grad()
-        net(x).mean().backward()
-        opt.step()
-    torch.save(net.state_dict(), bundle / "models" / "model.pt")
-    return bundle
+__all__ = ["write_nifti", "write_dicom_series", "write_png"]
 
 
 def write_nifti(path: Path, shape: tuple[int, ...] = (20, 18, 5), affine: np.ndarray | None = None) -> Path:

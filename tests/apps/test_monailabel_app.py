@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from PIL import Image
 
 from monai_anomaly.apps.monailabel.lib.runner import AnomalyBundleRunner, BundleError, restore_geometry
 from monai_anomaly.apps.monailabel.lib.studies import convert_dicom_series, dicom_series_folders
+from monai_anomaly.handlers.training import load_fitted_threshold
 from monai_anomaly.transforms.io import LoadScan
 from monai_anomaly.utils.errors import BadInputError
 
@@ -25,41 +27,51 @@ REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "monai_anomaly" / "apps" / "monailabel"
 
 
-def _check_result(result: dict, n_slices: int) -> None:
+def _fitted_threshold(bundle: Path) -> float:
+    threshold, _ = load_fitted_threshold(bundle / "models" / "model.pt")
+    return float(threshold.value)
+
+
+def _check_result(result: dict, n_slices: int, bundle: Path) -> None:
+    """The answer of the real bundle: mean-aggregated slice scores, the checkpoint's fitted threshold."""
     assert isinstance(result["volume_score"], float)
     assert len(result["slice_scores"]) == n_slices
-    assert max(result["slice_scores"]) == pytest.approx(result["volume_score"])  # the mock aggregates by max
-    assert result["threshold"] == 0.5
-    assert result["prediction"] == ("anomalous" if result["volume_score"] >= 0.5 else "normal")
+    assert np.mean(result["slice_scores"]) == pytest.approx(result["volume_score"], rel=1e-5)  # aggregation "mean"
+    fitted = _fitted_threshold(bundle)
+    assert result["threshold"]["value"] == pytest.approx(fitted) and result["threshold"]["method"] == "mean_std"
+    assert result["volume_threshold"] == pytest.approx(fitted)
+    assert result["prediction"] == ("anomalous" if result["volume_score"] >= fitted else "normal")
+    assert result["bundle"] == "autoencoder_anomaly"
+    assert result["bundle_version"] == json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
     json.dumps(result)  # JSON-able
 
 
 # --- the runner (no MONAI Label needed) ---------------------------------------------------------------------------
 
 
-def test_nifti_heatmap_has_the_input_geometry(mock_bundle: Path, studies: Path, tmp_path: Path) -> None:
-    runner = AnomalyBundleRunner(mock_bundle)
+def test_nifti_heatmap_has_the_input_geometry(bundle: Path, studies: Path, tmp_path: Path) -> None:
+    runner = AnomalyBundleRunner(bundle)
     out, result = runner.infer_to_file(studies / "vol.nii.gz", output_dir=tmp_path)
     src, heat = nib.load(studies / "vol.nii.gz"), nib.load(out)
     assert out.endswith(".nii.gz") and heat.shape == src.shape == (20, 18, 5)
     np.testing.assert_allclose(heat.affine, src.affine, atol=1e-5)  # oriented back from RAS to the file's LPS grid
     assert heat.get_fdata().min() >= 0 and result["map_max"] == pytest.approx(heat.get_fdata().max(), rel=1e-5)
-    _check_result(result, n_slices=5)
-    assert result["bundle"] == "mock_anomaly" and result["bundle_version"] == "0.0.1"
+    _check_result(result, n_slices=5, bundle=bundle)
 
 
-def test_heatmap_is_the_network_map_on_the_file_grid(mock_bundle: Path, studies: Path) -> None:
+def test_heatmap_is_the_network_map_on_the_file_grid(bundle: Path, studies: Path) -> None:
     """The map voxel (i, j, k) belongs to file voxel (i, j, k): compare with the map computed in RAS and flipped."""
-    runner = AnomalyBundleRunner(mock_bundle)
+    runner = AnomalyBundleRunner(bundle)
     heat, _ = runner(studies / "vol.nii.gz")
-    ras_image = runner._load()["pre"]({"image": str(studies / "vol.nii.gz")})["image"]
+    item = {"image": str(studies / "vol.nii.gz"), "volume_id": "vol", "label": -1}
+    ras_image = runner._load()["pre"](item)["image"]
     with torch.no_grad():
         ras_map = runner._load()["inferer"](ras_image[None], runner._load()["network"])[0]
     # the file is L-P-S (x and y flipped w.r.t. RAS): flipping the RAS map's first two axes gives the file's grid
     np.testing.assert_allclose(heat.numpy(), ras_map.flip(1, 2).numpy(), atol=1e-6)
 
 
-def test_dicom_series_is_converted_once_and_scored(mock_bundle: Path, studies: Path) -> None:
+def test_dicom_series_is_converted_once_and_scored(bundle: Path, studies: Path) -> None:
     assert dicom_series_folders(studies) == [studies / "series1"]
     (nifti,) = convert_dicom_series(studies)
     assert nifti == studies / "series1.nii.gz"
@@ -71,20 +83,20 @@ def test_dicom_series_is_converted_once_and_scored(mock_bundle: Path, studies: P
     mtime = nifti.stat().st_mtime_ns
     assert convert_dicom_series(studies) == [nifti] and nifti.stat().st_mtime_ns == mtime  # not rewritten
 
-    heat, result = AnomalyBundleRunner(mock_bundle)(nifti)
+    heat, result = AnomalyBundleRunner(bundle)(nifti)
     assert tuple(heat.shape[1:]) == conv.shape
     np.testing.assert_allclose(heat.affine.numpy(), conv.affine, atol=1e-5)
-    _check_result(result, n_slices=4)
-    heat_dicom, result_dicom = AnomalyBundleRunner(mock_bundle)(studies / "series1")  # the folder itself works too
+    _check_result(result, n_slices=4, bundle=bundle)
+    heat_dicom, result_dicom = AnomalyBundleRunner(bundle)(studies / "series1")  # the folder itself works too
     assert result_dicom["volume_score"] == pytest.approx(result["volume_score"], rel=1e-4)
     np.testing.assert_allclose(heat_dicom.numpy(), heat.numpy(), atol=1e-4)
 
 
-def test_png_image_gives_a_2d_heatmap(mock_bundle: Path, studies: Path, tmp_path: Path) -> None:
-    runner = AnomalyBundleRunner(mock_bundle)
+def test_png_image_gives_a_2d_heatmap(bundle: Path, studies: Path, tmp_path: Path) -> None:
+    runner = AnomalyBundleRunner(bundle)
     out, result = runner.infer_to_file(studies / "pic.png", output_dir=tmp_path)
     assert nib.load(out).shape == (20, 24)  # rows, columns of the picture
-    _check_result(result, n_slices=1)
+    _check_result(result, n_slices=1, bundle=bundle)
     png, result_png = runner.infer_to_file(studies / "pic.png", extension="png", output_dir=tmp_path)
     pixels = np.asarray(Image.open(png))
     assert pixels.shape == (20, 24) and pixels.dtype == np.uint8 and pixels.max() == 255
@@ -95,18 +107,20 @@ def test_png_image_gives_a_2d_heatmap(mock_bundle: Path, studies: Path, tmp_path
         runner.infer_to_file(studies / "vol.nii.gz", extension=".mha", output_dir=tmp_path)
 
 
-def test_request_threshold_overrides_the_prediction(mock_bundle: Path, studies: Path) -> None:
-    runner = AnomalyBundleRunner(mock_bundle)
+def test_request_threshold_overrides_the_prediction(bundle: Path, studies: Path) -> None:
+    runner = AnomalyBundleRunner(bundle)
     _, base = runner(studies / "vol.nii.gz")
     _, low = runner(studies / "vol.nii.gz", threshold=base["volume_score"] - 1e-3)
     _, high = runner(studies / "vol.nii.gz", threshold=base["volume_score"] + 1e-3)
     assert (low["prediction"], high["prediction"]) == ("anomalous", "normal")
-    assert high["threshold"] == pytest.approx(base["volume_score"] + 1e-3) and high["threshold_source"] == "request"
+    assert high["threshold"] == {"value": pytest.approx(base["volume_score"] + 1e-3), "method": "request"}
+    assert high["volume_threshold"] == pytest.approx(base["volume_score"] + 1e-3)
+    assert high["threshold_source"] == "request"
     assert base["threshold_source"] == "bundle"
 
 
-def test_bad_images_name_the_file_and_the_problem(mock_bundle: Path, studies: Path) -> None:
-    runner = AnomalyBundleRunner(mock_bundle)
+def test_bad_images_name_the_file_and_the_problem(bundle: Path, studies: Path) -> None:
+    runner = AnomalyBundleRunner(bundle)
     with pytest.raises(BadInputError, match=r"notes\.png: cannot be read"):
         runner(studies / "notes.png")
     with pytest.raises(BadInputError, match=r"series4d\.nii\.gz: holds 3 volumes"):
@@ -114,17 +128,17 @@ def test_bad_images_name_the_file_and_the_problem(mock_bundle: Path, studies: Pa
     with pytest.raises(BadInputError, match="no such file"):
         runner(studies / "missing.nii.gz")
     _, result = runner(studies / "vol.nii.gz")  # still serving after bad input
-    _check_result(result, n_slices=5)
+    _check_result(result, n_slices=5, bundle=bundle)
 
 
-def test_broken_bundles_are_refused(mock_bundle: Path, tmp_path: Path) -> None:
+def test_broken_bundles_are_refused(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="no configs/inference.json"):
         AnomalyBundleRunner(tmp_path)
     broken = tmp_path / "broken"
     (broken / "configs").mkdir(parents=True)
     (broken / "models").mkdir()
-    (broken / "models" / "model.pt").write_bytes((mock_bundle / "models" / "model.pt").read_bytes())
-    config = json.loads((mock_bundle / "configs" / "inference.json").read_text())
+    (broken / "models" / "model.pt").write_bytes((bundle / "models" / "model.pt").read_bytes())
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
     del config["postprocessing"]
     (broken / "configs" / "inference.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match="lacks postprocessing"):
@@ -132,6 +146,52 @@ def test_broken_bundles_are_refused(mock_bundle: Path, tmp_path: Path) -> None:
     (broken / "models" / "model.pt").unlink()
     with pytest.raises(BundleError, match="no weights"):
         AnomalyBundleRunner(broken)
+
+
+def _variant(bundle: Path, dst: Path, postprocessing: list[dict]) -> Path:
+    """A copy of the bundle's configs (no weights) with another postprocessing chain."""
+    shutil.copytree(bundle / "configs", dst / "configs")
+    config = json.loads((dst / "configs" / "inference.json").read_text())
+    config["postprocessing"]["transforms"] = postprocessing
+    (dst / "configs" / "inference.json").write_text(json.dumps(config))
+    return dst
+
+
+def test_postprocessing_may_read_pred_or_anomaly_map(bundle: Path, studies: Path, tmp_path: Path) -> None:
+    """The bundle's postprocessing reads ``pred`` (MONAI's evaluator key); ``anomaly_map`` works too; a map the
+    postprocessing changes is the heatmap; the weights and the fitted threshold may come from another file."""
+    ckpt = bundle / "models" / "model.pt"
+    heat, base = AnomalyBundleRunner(bundle)(studies / "vol.nii.gz")
+    score = json.loads((bundle / "configs" / "inference.json").read_text())["postprocessing"]["transforms"][0]
+    assert score["keys"] == "pred"
+
+    other = _variant(bundle, tmp_path / "by_name", [{**score, "keys": "anomaly_map"}])
+    heat2, result = AnomalyBundleRunner(other, checkpoint=str(ckpt))(studies / "vol.nii.gz")
+    assert result["volume_score"] == pytest.approx(base["volume_score"], rel=1e-6)
+    assert result["threshold"]["value"] == pytest.approx(_fitted_threshold(bundle))  # read from ckpt, not other/
+    np.testing.assert_allclose(heat2.numpy(), heat.numpy(), atol=1e-6)
+
+    double = {"_target_": "Lambdad", "keys": "pred", "func": "$lambda m: m * 2"}
+    doubled = _variant(bundle, tmp_path / "doubled", [double, score])
+    heat3, result = AnomalyBundleRunner(doubled, checkpoint=str(ckpt))(studies / "vol.nii.gz")
+    assert result["volume_score"] == pytest.approx(2 * base["volume_score"], rel=1e-5)
+    np.testing.assert_allclose(heat3.numpy(), 2 * heat.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(heat3.affine.numpy(), heat.affine.numpy())
+
+
+def test_postprocessing_that_breaks_the_contract_is_reported(bundle: Path, studies: Path, tmp_path: Path) -> None:
+    ckpt = str(bundle / "models" / "model.pt")
+    score = json.loads((bundle / "configs" / "inference.json").read_text())["postprocessing"]["transforms"][0]
+    no_score = _variant(bundle, tmp_path / "no_score", [{"_target_": "Identityd", "keys": "pred"}])
+    with pytest.raises(BundleError, match=r"gave no d\['result'\]\['volume_score'\]"):
+        AnomalyBundleRunner(no_score, checkpoint=ckpt)(studies / "vol.nii.gz")
+    drop = {"_target_": "DeleteItemsd", "keys": ["pred", "anomaly_map"]}
+    no_map = _variant(bundle, tmp_path / "no_map", [score, drop])
+    with pytest.raises(BundleError, match="postprocessing removed the map"):
+        AnomalyBundleRunner(no_map, checkpoint=ckpt)(studies / "vol.nii.gz")
+    failing = _variant(bundle, tmp_path / "failing", [{**score, "keys": "no_such_key"}])
+    with pytest.raises(BundleError, match="postprocessing failed: KeyError"):
+        AnomalyBundleRunner(failing, checkpoint=ckpt)(studies / "vol.nii.gz")
 
 
 def test_restore_geometry_resamples_a_resized_map() -> None:
@@ -165,13 +225,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def server(mock_bundle: Path, studies: Path, tmp_path: Path):
-    """``monailabel start_server`` on 127.0.0.1 with the mock bundle; yields the base URL; stops the server."""
+def server(bundle: Path, studies: Path, tmp_path: Path):
+    """``monailabel start_server`` on 127.0.0.1 serving the tiny trained autoencoder bundle; yields the base URL."""
     import requests
 
     port = _free_port()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env.update(
         MONAI_LABEL_TASKS_TRAIN="false",
         MONAI_LABEL_TASKS_STRATEGY="false",
@@ -182,7 +242,7 @@ def server(mock_bundle: Path, studies: Path, tmp_path: Path):
         OMP_NUM_THREADS="1",
     )
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR), "--studies", str(studies)]
-    cmd += ["--conf", "models", str(mock_bundle), "--conf", "device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--conf", "models", str(bundle), "--conf", "device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
     log_config = {  # to the console: MONAI Label's default writes <app>/logs/app.log into the source tree
         "version": 1,
         "disable_existing_loggers": False,
@@ -221,30 +281,35 @@ def server(mock_bundle: Path, studies: Path, tmp_path: Path):
 
 @pytest.mark.label
 @pytest.mark.skipif(_monailabel_available() is not None, reason=str(_monailabel_available()))
-def test_server_serves_heatmaps_scores_and_clear_errors(server: str, studies: Path, tmp_path: Path) -> None:
+def test_server_serves_heatmaps_scores_and_clear_errors(
+    server: str, bundle: Path, studies: Path, tmp_path: Path
+) -> None:
     import requests
     from requests_toolbelt.multipart.decoder import MultipartDecoder
 
     info = requests.get(f"{server}/info/", timeout=30).json()
-    assert info["models"]["mock_anomaly"]["type"] == "others"
-    assert info["models"]["mock_anomaly"]["version"] == "0.0.1"
+    assert info["models"]["autoencoder_anomaly"]["type"] == "others"
+    version = json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
+    assert info["models"]["autoencoder_anomaly"]["version"] == version
     images = requests.get(f"{server}/datastore/?output=all", timeout=30).json()
     assert {"vol", "series1", "pic"} <= set(images["objects"])  # the DICOM series is listed as series1
 
     # NIfTI volume, default answer: multipart with the JSON params and the heatmap file
-    r = requests.post(f"{server}/infer/mock_anomaly", params={"image": "vol"}, timeout=120)
+    r = requests.post(f"{server}/infer/autoencoder_anomaly", params={"image": "vol"}, timeout=120)
     assert r.status_code == 200, r.text
     parts = {p.headers[b"Content-Disposition"].decode().split('name="')[1].split('"')[0]: p for p in
              MultipartDecoder(r.content, r.headers["Content-Type"]).parts}  # fmt: skip
     result = json.loads(parts["params"].text)
-    _check_result(result, n_slices=5)
+    _check_result(result, n_slices=5, bundle=bundle)  # the checkpoint's fitted threshold
     (tmp_path / "vol_map.nii.gz").write_bytes(parts["image"].content)
     heat, src = nib.load(tmp_path / "vol_map.nii.gz"), nib.load(studies / "vol.nii.gz")
     assert heat.shape == src.shape
     np.testing.assert_allclose(heat.affine, src.affine, atol=1e-4)
 
     # DICOM series: the heatmap has the series' geometry
-    r = requests.post(f"{server}/infer/mock_anomaly", params={"image": "series1", "output": "image"}, timeout=120)
+    r = requests.post(
+        f"{server}/infer/autoencoder_anomaly", params={"image": "series1", "output": "image"}, timeout=120
+    )
     assert r.status_code == 200, r.text
     (tmp_path / "series_map.nii.gz").write_bytes(r.content)
     dicom = LoadScan(orient=None)(studies / "series1")
@@ -255,9 +320,10 @@ def test_server_serves_heatmaps_scores_and_clear_errors(server: str, studies: Pa
     # PNG with a threshold from the request, JSON only
     form = {"params": json.dumps({"threshold": 1e-6})}
     query = {"image": "pic", "output": "json"}
-    r = requests.post(f"{server}/infer/mock_anomaly", params=query, data=form, timeout=60)
+    r = requests.post(f"{server}/infer/autoencoder_anomaly", params=query, data=form, timeout=60)
     assert r.status_code == 200, r.text
-    assert r.json()["prediction"] == "anomalous" and r.json()["threshold"] == 1e-6
+    assert r.json()["prediction"] == "anomalous" and r.json()["volume_threshold"] == 1e-6
+    assert r.json()["threshold"] == {"value": 1e-6, "method": "request"} and len(r.json()["slice_scores"]) == 1
 
     # bad requests: a clear message, and the server keeps serving
     bad = {
@@ -266,9 +332,9 @@ def test_server_serves_heatmaps_scores_and_clear_errors(server: str, studies: Pa
         "series4d": (400, "series4d.nii.gz: holds 3 volumes"),
     }
     for image, (status, message) in bad.items():
-        r = requests.post(f"{server}/infer/mock_anomaly", params={"image": image}, timeout=60)
+        r = requests.post(f"{server}/infer/autoencoder_anomaly", params={"image": image}, timeout=60)
         assert r.status_code == status and message in r.json()["detail"], (image, r.status_code, r.text)
     r = requests.post(f"{server}/infer/no_such_model", params={"image": "vol"}, timeout=60)
     assert r.status_code == 404 and "unknown model 'no_such_model'" in r.json()["detail"]
-    r = requests.post(f"{server}/infer/mock_anomaly", params={"image": "vol", "output": "json"}, timeout=120)
+    r = requests.post(f"{server}/infer/autoencoder_anomaly", params={"image": "vol", "output": "json"}, timeout=120)
     assert r.status_code == 200 and r.json()["volume_score"] == pytest.approx(result["volume_score"])
