@@ -64,9 +64,10 @@ def split_datalist(
       train groups become the val split (so that normal-only calibration has data).
     - Other groups are shuffled with ``seed`` and cut so that about ``val_fraction`` / ``test_fraction`` of the items
       go to val / test, separately per stratum when ``stratify`` (stratum: anomalous or not, and mixed role).
-    - Unless ``anomalies_in_train``, groups holding an anomalous labelled item (label 1, role other than ``mixed``)
+    - Unless ``anomalies_in_train``, groups holding an anomalous labelled item (label 1, role other than ``mixed``, no lesion ``mask``)
       only go to val and test, in the ratio ``val_fraction : test_fraction``: a normal-only method would not train
-      on them, so putting them in train would waste them. The fractions then apply to the normal groups.
+      on them, so putting them in train would waste them. Items with a lesion ``mask`` (slice labels come from
+      the mask) split like normal groups, since their lesion-free slices can train. The fractions then apply to the normal groups.
 
     Each returned item is a copy with ``split`` set.
 
@@ -108,8 +109,12 @@ def split_datalist(
 
     def stratum(g: str) -> str:
         members = by_group[g]
-        if any(int(m.get(label_k, 0)) == 1 and m.get(role_k) != Role.MIXED for m in members):
+        mask_k = AnomalyKeys.MASK.value
+        if any(int(m.get(label_k, 0)) == 1 and m.get(role_k) != Role.MIXED and not m.get(mask_k) for m in members):
             return "anomalous"
+        if any(m.get(mask_k) for m in members):
+            # volumes with lesion masks: their lesion-free slices are normal, so they split like normal groups
+            return "masked"
         return "mixed" if any(m.get(role_k) == Role.MIXED for m in members) else "normal"
 
     # groups the layout gave no split: split by fractions
@@ -181,7 +186,9 @@ def select(
     ]
 
 
-def training_items(split_items: Mapping[str, list] | Iterable[Mapping], include_mixed: bool = False) -> list[dict]:
+def training_items(
+    split_items: Mapping[str, list] | Iterable[Mapping], include_mixed: bool = False, include_masked: bool = False
+) -> list[dict]:
     """The training set of an unsupervised method: known normals (role ``normal`` and label 0) of the train split.
 
     With ``include_mixed`` the unannotated mixed set (role ``mixed``, e.g. Brainomaly's ``train/pos`` +
@@ -191,6 +198,9 @@ def training_items(split_items: Mapping[str, list] | Iterable[Mapping], include_
         split_items: the output of :func:`split_datalist` (its ``train`` list is used) or a list of items (those whose
             ``split`` is ``train`` or ``""`` are used).
         include_mixed: add the mixed items, labels hidden.
+        include_masked: add train items that carry a lesion ``mask`` (e.g. BraTS volumes): only their lesion-free
+            slices may be used, so the dataset must drop slices whose mask-derived ``label`` is 1 (the bundles'
+            ``SliceDataset(slice_filter=...)`` does).
 
     Example:
         >>> items = [{"split": "train", "role": "normal", "label": 0}, {"split": "train", "role": "mixed", "label": 1}]
@@ -199,6 +209,8 @@ def training_items(split_items: Mapping[str, list] | Iterable[Mapping], include_
     """
     pool = split_items["train"] if isinstance(split_items, Mapping) else select(split_items, split=("train", ""))
     out = select(pool, roles=Role.NORMAL.value, labels=0)
+    if include_masked:
+        out += [dict(m) for m in pool if m.get(AnomalyKeys.MASK.value) and m not in out and m.get("role") != Role.MIXED]
     if include_mixed:
         mixed = select(pool, roles=Role.MIXED.value)
         for m in mixed:

@@ -142,3 +142,18 @@ def test_read_datalist_errors_name_the_file(tmp_path):
     bad.write_text('{"foo": []}')
     with pytest.raises(BadInputError, match=r"d\.json.*not a datalist"):
         read_datalist(bad)
+
+
+def test_masked_volumes_split_like_normals_and_can_train(tmp_path):
+    """BraTS-style volumes are labelled anomalous but carry lesion masks: their lesion-free slices are normal."""
+    from monai_anomaly.data.splits import split_datalist, training_items
+
+    items = [
+        {"image": f"v{i}.nii.gz", "mask": f"m{i}.nii.gz", "label": 1, "role": "eval", "volume_id": f"v{i}"}
+        for i in range(10)
+    ]
+    splits = split_datalist(items, val_fraction=0.2, test_fraction=0.3, seed=0)
+    assert len(splits["train"]) == 5 and len(splits["val"]) == 2 and len(splits["test"]) == 3
+    assert training_items(splits) == []
+    train = training_items(splits, include_masked=True)
+    assert sorted(t["volume_id"] for t in train) == sorted(t["volume_id"] for t in splits["train"])
