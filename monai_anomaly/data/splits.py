@@ -64,10 +64,11 @@ def split_datalist(
       train groups become the val split (so that normal-only calibration has data).
     - Other groups are shuffled with ``seed`` and cut so that about ``val_fraction`` / ``test_fraction`` of the items
       go to val / test, separately per stratum when ``stratify`` (stratum: anomalous or not, and mixed role).
-    - Unless ``anomalies_in_train``, groups holding an anomalous labelled item (label 1, role other than ``mixed``, no lesion ``mask``)
-      only go to val and test, in the ratio ``val_fraction : test_fraction``: a normal-only method would not train
-      on them, so putting them in train would waste them. Items with a lesion ``mask`` (slice labels come from
-      the mask) split like normal groups, since their lesion-free slices can train. The fractions then apply to the normal groups.
+    - Unless ``anomalies_in_train``, groups holding an anomalous labelled item (label 1, role other than ``mixed``,
+      no lesion ``mask``) only go to val and test, in the ratio ``val_fraction : test_fraction``: a normal-only
+      method would not train on them, so putting them in train would waste them. Items with a lesion ``mask``
+      (slice labels come from the mask) split like normal groups, since their lesion-free slices can train. The
+      fractions then apply to the normal groups.
 
     Each returned item is a copy with ``split`` set.
 
