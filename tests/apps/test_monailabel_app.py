@@ -338,3 +338,20 @@ def test_server_serves_heatmaps_scores_and_clear_errors(
     assert r.status_code == 404 and "unknown model 'no_such_model'" in r.json()["detail"]
     r = requests.post(f"{server}/infer/autoencoder_anomaly", params={"image": "vol", "output": "json"}, timeout=120)
     assert r.status_code == 200 and r.json()["volume_score"] == pytest.approx(result["volume_score"])
+
+
+@pytest.mark.label
+@pytest.mark.skipif(_monailabel_available() is not None, reason=str(_monailabel_available()))
+def test_checkpoint_conf_serves_weights_kept_outside_the_bundle(bundle: Path, tmp_path: Path) -> None:
+    from monai_anomaly.apps.monailabel.main import served_models
+
+    ckpt = bundle / "models" / "model.pt"
+    assert served_models({"models": str(bundle)}, APP_DIR) == [(bundle.resolve(), bundle.resolve() / "models/model.pt")]
+    configs_only = tmp_path / "autoencoder_anomaly"
+    shutil.copytree(bundle / "configs", configs_only / "configs")
+    conf = {"models": str(configs_only), "checkpoint": str(ckpt)}
+    assert served_models(conf, APP_DIR) == [(configs_only.resolve(), ckpt.resolve())]
+    with pytest.raises(ValueError, match="exactly one bundle"):
+        served_models({"models": f"{configs_only},{bundle}", "checkpoint": str(ckpt)}, APP_DIR)
+    with pytest.raises(ValueError, match="no such file"):
+        served_models({"models": str(configs_only), "checkpoint": str(tmp_path / "missing.pt")}, APP_DIR)

@@ -3,7 +3,8 @@
 ``monailabel start_server --app monai_anomaly/apps/monailabel --studies <folder> --conf models <bundle>[,<bundle2>]``
 serves each bundle as a model: ``POST /infer/<bundle>?image=<id>`` answers with the anomaly heatmap and the scores.
 A bundle is a folder path, or a name looked up in ``<app>/model/`` and then in the project's ``bundles/`` folder;
-without ``--conf models`` every trained bundle there is served.
+without ``--conf models`` every trained bundle there is served. ``--conf checkpoint <model.pt>`` serves the one bundle
+in ``--conf models`` with those weights instead of ``<bundle>/models/model.pt``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from monai_anomaly.apps.monailabel.lib.runner import AnomalyBundleRunner, Bundle
 from monai_anomaly.apps.monailabel.lib.studies import convert_dicom_series
 from monai_anomaly.utils.errors import BadInputError
 
-__all__ = ["AnomalyApp", "resolve_bundles"]
+__all__ = ["AnomalyApp", "resolve_bundles", "served_models"]
 
 logger = logging.getLogger("monai_anomaly")
 
@@ -59,12 +60,40 @@ def resolve_bundles(models: str | None, app_dir: str | os.PathLike) -> list[Path
     return found
 
 
+def served_models(conf: dict[str, str], app_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(bundle folder, weights file)`` of each bundle to serve: the bundles of the ``models`` conf (see
+    :func:`resolve_bundles`), each with ``<bundle>/models/model.pt``, or, with the ``checkpoint`` conf, the one bundle
+    named in ``models`` with that file (e.g. ``runs/ae/models/model.pt`` written by ``python -m monai_anomaly train``).
+
+    Raises:
+        BundleError: a name that matches no folder.
+        ValueError: a ``checkpoint`` that is not a file, or with other than one bundle in ``models``.
+
+    Example:
+        >>> conf = {"models": "autoencoder_anomaly", "checkpoint": "runs/ae/models/model.pt"}
+        >>> served_models(conf, "monai_anomaly/apps/monailabel")  # doctest: +SKIP
+        [(PosixPath('.../bundles/autoencoder_anomaly'), PosixPath('.../runs/ae/models/model.pt'))]
+    """
+    bundles = resolve_bundles(conf.get("models"), app_dir)
+    checkpoint = (conf.get("checkpoint") or "").strip()
+    if not checkpoint:
+        return [(b, b / "models" / "model.pt") for b in bundles]
+    ckpt = Path(checkpoint).expanduser().resolve()
+    if not ckpt.is_file():
+        raise ValueError(f"--conf checkpoint {checkpoint}: no such file")
+    names = [m for m in (conf.get("models") or "").split(",") if m.strip()]
+    if len(names) != 1 or len(bundles) != 1:
+        raise ValueError(f"--conf checkpoint needs exactly one bundle in --conf models (got {conf.get('models')!r})")
+    return [(bundles[0], ckpt)]
+
+
 class AnomalyApp(MONAILabelApp):
     """The MONAI Label app: one :class:`AnomalyInferTask` per bundle, a local studies folder (DICOM series folders
     are converted to NIfTI once) and bad requests answered with a clear HTTP error.
 
-    Conf keys (``--conf KEY VALUE``): ``models`` (bundles, see :func:`resolve_bundles`), ``device`` (``cpu``,
-    ``cuda``; default ``cuda`` when available).
+    Conf keys (``--conf KEY VALUE``): ``models`` (bundles, see :func:`resolve_bundles`), ``checkpoint`` (the weights
+    of the one bundle in ``models``, instead of its ``models/model.pt``; see :func:`served_models`), ``device``
+    (``cpu``, ``cuda``; default ``cuda`` when available).
 
     Example:
         >>> conf = {"models": "autoencoder_anomaly"}
@@ -76,7 +105,8 @@ class AnomalyApp(MONAILabelApp):
 
         conf = conf or {}
         self.device = conf.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.bundles = resolve_bundles(conf.get("models"), app_dir)
+        self.models = served_models(conf, app_dir)
+        self.bundles = [b for b, _ in self.models]
         if not self.bundles:
             logger.warning("no trained bundle to serve: pass --conf models <bundle folder>")
         super().__init__(
@@ -96,9 +126,10 @@ class AnomalyApp(MONAILabelApp):
 
     def init_infers(self) -> dict[str, InferTask]:
         infers: dict[str, InferTask] = {}
-        for bundle in self.bundles:
+        for bundle, ckpt in self.models:
             try:
-                infers[bundle.name] = AnomalyInferTask(AnomalyBundleRunner(bundle, device=self.device))
+                runner = AnomalyBundleRunner(bundle, checkpoint=str(ckpt), device=self.device)
+                infers[bundle.name] = AnomalyInferTask(runner)
             except BundleError as e:
                 logger.error("not serving %s", e)
         logger.info("serving bundles: %s", ", ".join(infers) or "none")
