@@ -28,3 +28,35 @@ def test_outputs_are_not_overwritten(tmp_path):
     assert _prepare_output(tmp_path, overwrite=True, marker="models/model.pt") == tmp_path.resolve()
     with pytest.raises(FileExistsError, match="not empty"):
         AnomalyCLI().demo(output_dir=str(tmp_path))
+
+
+def test_demo_writes_a_report_from_the_embedded_sample(tmp_path):
+    """The README's first command, shrunk (tiny network, two epochs) so it runs in seconds."""
+    import json
+
+    from monai_anomaly.cli import main
+
+    out = tmp_path / "demo"
+    main(
+        [
+            "demo",
+            "--output_dir",
+            str(out),
+            "--max_epochs",
+            "2",
+            "--image_size",
+            "32",
+            "--channels",
+            "[8,16]",
+            "--strides",
+            "[2,2]",
+            "--val_interval",
+            "1",
+        ]
+    )
+    ev = out / "eval"
+    for f in ("anomaly_report.txt", "metrics.json", "detailed_results.csv", "roc_curve.png", "top_anomaly_1.png"):
+        assert (ev / f).is_file(), f
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["slice"]["metrics"]["n_normal"] > 0 and metrics["slice"]["metrics"]["n_anomalous"] > 0
+    assert (out / "models" / "model.pt").is_file()

@@ -56,7 +56,7 @@ def test_layout_and_metadata_verify_offline():
 
 
 def test_configs_agree_with_each_other():
-    """MONAI Label reads inference.json alone, so it repeats train.json's network and preprocessing: check they match."""
+    """MONAI Label reads inference.json alone: it repeats train.json's network and preprocessing, which must match."""
     train, infer = _cfg("train.json"), _cfg("inference.json")
     for key in (
         "autoencoder_def",
