@@ -8,13 +8,14 @@ from pathlib import Path
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
-__all__ = ["IMAGE_SUFFIXES", "VOLUME_SUFFIXES", "scan_id", "find_scans"]
+__all__ = ["IMAGE_SUFFIXES", "VOLUME_SUFFIXES", "file_suffix", "is_dicom_dir", "scan_id", "find_scans"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm")
 
 
-def _suffix(p: Path) -> str:
+def file_suffix(p: Path) -> str:
+    """The lower-case suffix of a file, ``.nii.gz`` counted as one."""
     name = p.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else p.suffix.lower()
 
@@ -29,8 +30,9 @@ def scan_id(path: str | os.PathLike) -> str:
     return name
 
 
-def _is_dicom_dir(p: Path) -> bool:
-    return p.is_dir() and any(f.suffix.lower() == ".dcm" for f in p.iterdir() if f.is_file())
+def is_dicom_dir(p: Path) -> bool:
+    """Whether ``p`` is a folder holding ``.dcm`` files (a DICOM series)."""
+    return p.is_dir() and any(f.is_file() and f.suffix.lower() == ".dcm" for f in p.iterdir())
 
 
 def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log: SkipLog | None = None) -> list[dict]:
@@ -55,11 +57,11 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
         raise BadInputError(p, "no such file or folder")
     found: list[Path] = []
     if p.is_file():
-        if _suffix(p) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
+        if file_suffix(p) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
             found.append(p)
         else:
             log.handle(BadInputError(p, f"unsupported file type (expected one of {IMAGE_SUFFIXES + VOLUME_SUFFIXES})"))
-    elif _is_dicom_dir(p):
+    elif is_dicom_dir(p):
         found.append(p)
     else:
         for root, dirs, files in os.walk(p):
@@ -72,9 +74,9 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
                 fp = rootp / f
                 if f.startswith("."):
                     continue
-                if _suffix(fp) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
+                if file_suffix(fp) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
                     found.append(fp)
-                elif _suffix(fp) not in (".csv", ".json", ".md", ".txt"):
+                elif file_suffix(fp) not in (".csv", ".json", ".md", ".txt"):
                     log.handle(BadInputError(fp, "unsupported file type, not an image or volume"))
     if not found:
         raise BadInputError(p, "no PNG, JPEG, NIfTI or DICOM scans found")

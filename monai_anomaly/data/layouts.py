@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monai_anomaly.data.inputs import file_suffix, is_dicom_dir
 from monai_anomaly.utils.enums import AnomalyKeys, Layout, Role
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
@@ -85,14 +86,9 @@ class Datalist:
         return iter(self.items)
 
 
-def _suffix(p: Path) -> str:
-    name = p.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else p.suffix.lower()
-
-
 def _stem(p: Path) -> str:
     name = p.name
-    suf = _suffix(p)
+    suf = file_suffix(p)
     return name[: -len(suf)] if suf and name.lower().endswith(suf) else name
 
 
@@ -154,10 +150,6 @@ def _subdirs(folder: Path) -> dict[str, Path]:
     return {d.name.lower(): d for d in sorted(folder.iterdir()) if d.is_dir() and _visible(d)}
 
 
-def _is_dicom_dir(p: Path) -> bool:
-    return p.is_dir() and any(f.is_file() and f.suffix.lower() == ".dcm" for f in p.iterdir())
-
-
 def _list_files(folder: Path, suffixes: tuple[str, ...], log: SkipLog) -> list[Path]:
     """Image files under ``folder`` (recursively, sorted); other files are bad input, csv/md/hidden are ignored."""
     found: list[Path] = []
@@ -165,9 +157,9 @@ def _list_files(folder: Path, suffixes: tuple[str, ...], log: SkipLog) -> list[P
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
             fp = Path(dirpath) / f
-            if f.startswith(".") or _suffix(fp) in _IGNORED_SUFFIXES:
+            if f.startswith(".") or file_suffix(fp) in _IGNORED_SUFFIXES:
                 continue
-            if _suffix(fp) in suffixes:
+            if file_suffix(fp) in suffixes:
                 found.append(fp)
             else:
                 log.handle(BadInputError(fp, f"not an image file (expected one of {', '.join(suffixes)})"))
@@ -282,7 +274,7 @@ def build_oct2017(root: str | os.PathLike, skip_bad: bool = False, skip_log: Ski
             for p in _list_files(cdir, IMAGE_2D_SUFFIXES, log):
                 items.append(make_item(p, label, cname, _role_for(label, split), split=split))
         for f in sorted(split_dirs[split].iterdir()):
-            if f.is_file() and _visible(f) and _suffix(f) not in _IGNORED_SUFFIXES:
+            if f.is_file() and _visible(f) and file_suffix(f) not in _IGNORED_SUFFIXES:
                 log.handle(BadInputError(f, "file outside a class folder (expected <split>/<CLASS>/<image>)"))
     return items
 
@@ -402,7 +394,7 @@ def _volume_candidates(root: Path) -> list[Path]:
         if not folder.is_dir():
             continue
         for p in sorted(folder.iterdir()):
-            if _visible(p) and ((p.is_file() and _suffix(p) in (".nii", ".nii.gz")) or _is_dicom_dir(p)):
+            if _visible(p) and ((p.is_file() and file_suffix(p) in (".nii", ".nii.gz")) or is_dicom_dir(p)):
                 found.append(p)
     return found
 
@@ -451,7 +443,7 @@ def detect_layout(root: str | os.PathLike) -> Layout:
     root = Path(root)
     _check_folder(root)
     if root.is_file():
-        if _suffix(root) == ".csv":
+        if file_suffix(root) == ".csv":
             return Layout.MANIFEST
         raise BadInputError(root, "is a file but not a .csv manifest")
     dirs = _subdirs(root)

@@ -15,7 +15,7 @@ from monai.transforms import Transform
 from monai.utils import ForwardMode, IgniteInfo, min_version, optional_import
 from torch.utils.data import DataLoader
 
-from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lower_is_better
+from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lower_is_better, unpack_batch
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
 from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
 from monai_anomaly.scoring.slice_scores import SLICE_SCORE_METHODS, slice_scores
@@ -250,15 +250,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         Raises:
             ValueError: when ``batchdata`` is None.
         """
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-        if len(batch) == 2:
-            inputs, targets = batch
-            args: tuple = ()
-            kwargs: dict = {}
-        else:
-            inputs, targets, args, kwargs = batch
+        inputs, targets, args, kwargs = unpack_batch(engine, batchdata)
         with engine.mode(engine.network):
             if engine.amp:
                 with torch.autocast(engine.state.device.type, **engine.amp_kwargs):

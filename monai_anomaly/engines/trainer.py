@@ -16,7 +16,7 @@ from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
-from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction
+from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, unpack_batch
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
 from monai_anomaly.utils.enums import AnomalyKeys
 
@@ -166,15 +166,7 @@ class ReconstructionTrainer(SupervisedTrainer):
         Raises:
             ValueError: when ``batchdata`` is None.
         """
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-        if len(batch) == 2:
-            inputs, targets = batch
-            args: tuple = ()
-            kwargs: dict = {}
-        else:
-            inputs, targets, args, kwargs = batch
+        inputs, targets, args, kwargs = unpack_batch(engine, batchdata)
         engine.state.output = {CommonKeys.IMAGE: inputs}
 
         acc = engine.accumulation_steps

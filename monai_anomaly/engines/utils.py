@@ -27,6 +27,7 @@ ProgressBar, _has_pbar = optional_import(
 )
 
 __all__ = [
+    "unpack_batch",
     "LossKeys",
     "PrepareBatchReconstruction",
     "ProgressBarHandler",
@@ -87,6 +88,21 @@ class PrepareBatchReconstruction(PrepareBatch):
             raise TypeError(f"cannot take an image from a batch of type {type(batchdata).__name__}")
         image = image.to(device=device, non_blocking=non_blocking, **kwargs)
         return image, image
+
+
+def unpack_batch(engine: Any, batchdata: Any) -> tuple[Any, Any, tuple, dict]:
+    """Run the engine's ``prepare_batch`` strategy and return ``(inputs, targets, args, kwargs)``.
+
+    Raises:
+        ValueError: when ``batchdata`` is None.
+    """
+    if batchdata is None:
+        raise ValueError("Must provide batch data for current iteration.")
+    batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+    if len(batch) == 2:
+        return batch[0], batch[1], (), {}
+    inputs, targets, args, kwargs = batch
+    return inputs, targets, tuple(args), dict(kwargs)
 
 
 def output_loss(output: Any) -> dict[str, float]:
