@@ -1,1 +1,3 @@
 """monai_anomaly.apps."""
+
+__all__: list[str] = []

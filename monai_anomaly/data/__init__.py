@@ -1,1 +1,3 @@
 """monai_anomaly.data."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """monai_anomaly.engines."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """monai_anomaly.handlers."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """monai_anomaly.inferers."""
+
+__all__: list[str] = []

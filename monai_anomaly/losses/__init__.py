@@ -1,1 +1,3 @@
 """monai_anomaly.losses: training losses of the reconstruction methods."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """monai_anomaly.metrics."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """monai_anomaly.networks."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """monai_anomaly.reports."""
+
+__all__: list[str] = []

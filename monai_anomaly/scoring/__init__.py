@@ -1,1 +1,3 @@
 """monai_anomaly.scoring."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """monai_anomaly.transforms."""
+
+__all__: list[str] = []

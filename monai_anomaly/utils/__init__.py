@@ -1,1 +1,3 @@
 """monai_anomaly.utils."""
+
+__all__: list[str] = []
