@@ -36,6 +36,7 @@ setup(
         "pyyaml",
         "fire",
         "tqdm",
+        "imagehash>=4.3",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "ruff", "jsonschema"],
