@@ -37,7 +37,14 @@ def repo_root() -> Path:
     return _REPO
 
 
-TINY_SETTINGS = {"image_size": 32, "channels": [8, 16], "strides": [2, 2], "latent_size": 16}
+TINY_SETTINGS = {
+    "image_size": 32,
+    "channels": [8, 16],
+    "strides": [2, 2],
+    "latent_size": 16,
+    "hidden_size": 32,
+    "val_interval": 1,
+}
 
 
 def make_tiny_sample(dst: Path, n_normal: int = 40, n_abnormal: int = 20) -> Path:

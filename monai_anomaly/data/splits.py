@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections import defaultdict
@@ -13,7 +14,16 @@ import numpy as np
 from monai_anomaly.utils.enums import AnomalyKeys, Role
 from monai_anomaly.utils.errors import BadInputError
 
-__all__ = ["SPLITS", "JSON_KEYS", "split_datalist", "select", "training_items", "write_datalist", "read_datalist"]
+__all__ = [
+    "SPLITS",
+    "JSON_KEYS",
+    "protocol_items",
+    "split_datalist",
+    "select",
+    "training_items",
+    "write_datalist",
+    "read_datalist",
+]
 
 SPLITS = ("train", "val", "test")
 # split name -> key of a MONAI (Decathlon-style) datalist JSON file
@@ -307,4 +317,63 @@ def read_datalist(path: str | os.PathLike, base_dir: str | os.PathLike | None = 
                     row[k] = os.path.normpath(os.path.join(base, row[k]))
             items.append(row)
         out[s] = items
+    return out
+
+
+def protocol_items(
+    items: Iterable[Mapping],
+    dataset_dir: str | os.PathLike,
+    split_column: str | None = None,
+    exclude_classes: Sequence[str] = (),
+    csv_name: str = "labels.csv",
+) -> list[dict]:
+    """Items arranged for a published protocol: a preset split from a ``labels.csv`` column, some classes left out.
+
+    Papers often train and test on a dataset's own train / test folders (e.g. the Kaggle brain tumour set's
+    ``Training`` / ``Testing``, recorded in the shared copy's ``orig_split`` column) and leave some classes out. This
+    sets each item's ``split`` from ``split_column`` (values ``train`` / ``val`` / ``test``; anything else is left to
+    :func:`split_datalist`) and drops items whose ``cls`` is in ``exclude_classes``. Note that a dataset's own split
+    is usually not group-aware: near-duplicates can sit on both sides (see ``python -m monai_anomaly audit``).
+
+    Args:
+        items: datalist items (``image`` paths inside ``dataset_dir``).
+        dataset_dir: the dataset folder holding ``csv_name``.
+        split_column: the ``csv_name`` column holding each file's split (``None``: keep the items' own).
+        exclude_classes: classes (``cls``) to leave out.
+        csv_name: the table with a ``path`` (or ``image``) column relative to ``dataset_dir``.
+
+    Returns:
+        copies of the kept items.
+
+    Raises:
+        ValueError: ``split_column`` is not a column of the table.
+        FileNotFoundError: no table in ``dataset_dir``.
+    """
+    root = Path(dataset_dir).resolve()
+    splits: dict[str, str] = {}
+    if split_column:
+        table = root / csv_name
+        if not table.is_file():
+            raise FileNotFoundError(f"{table}: no {csv_name} to read the {split_column!r} split from")
+        with open(table, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if split_column not in (reader.fieldnames or []):
+                raise ValueError(f"{table}: no column {split_column!r} (columns: {reader.fieldnames})")
+            for row in reader:
+                rel = row.get("path") or row.get("image") or ""
+                splits[Path(rel).as_posix()] = str(row[split_column]).strip().lower()
+    out = []
+    drop = {str(c) for c in exclude_classes}
+    for it in items:
+        if str(it.get(AnomalyKeys.CLASS.value, "")) in drop:
+            continue
+        d = dict(it)
+        if split_column:
+            try:
+                rel = Path(str(d[AnomalyKeys.IMAGE.value])).resolve().relative_to(root).as_posix()
+            except ValueError:
+                rel = ""
+            value = splits.get(rel, "")
+            d[AnomalyKeys.SPLIT.value] = value if value in SPLITS else ""
+        out.append(d)
     return out

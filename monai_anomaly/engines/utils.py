@@ -30,6 +30,7 @@ __all__ = [
     "unpack_batch",
     "LossKeys",
     "PrepareBatchReconstruction",
+    "PrepareBatchDenoising",
     "ProgressBarHandler",
     "attach_progress_bar",
     "find_latest_checkpoint",
@@ -88,6 +89,43 @@ class PrepareBatchReconstruction(PrepareBatch):
             raise TypeError(f"cannot take an image from a batch of type {type(batchdata).__name__}")
         image = image.to(device=device, non_blocking=non_blocking, **kwargs)
         return image, image
+
+
+class PrepareBatchDenoising(PrepareBatchReconstruction):
+    """``prepare_batch`` strategy for denoising autoencoders: the input is corrupted, the target is the clean image.
+
+    Args:
+        corruption: a callable on the batched image, e.g.
+            :class:`~monai_anomaly.transforms.noise.RandCoarseNoise` with ``batched=True``; ``None`` leaves the
+            input clean (a plain autoencoder).
+        image_key: key of the image in a dictionary batch.
+
+    Example:
+        >>> import torch
+        >>> from monai_anomaly.transforms.noise import RandCoarseNoise
+        >>> prep = PrepareBatchDenoising(RandCoarseNoise(std=0.2, resolution=2, batched=True))
+        >>> x, y = prep({"image": torch.ones(2, 1, 8, 8)})
+        >>> bool((x != y).any()), bool((y == 1).all())
+        (True, True)
+    """
+
+    def __init__(self, corruption: Any = None, image_key: str = AnomalyKeys.IMAGE) -> None:
+        super().__init__(image_key)
+        self.corruption = corruption
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any] | torch.Tensor | Sequence[torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        clean, _ = super().__call__(batchdata, device, non_blocking, **kwargs)
+        if self.corruption is None:
+            return clean, clean
+        with torch.no_grad():
+            noisy = self.corruption(clean)
+        return noisy, clean
 
 
 def unpack_batch(engine: Any, batchdata: Any) -> tuple[Any, Any, tuple, dict]:

@@ -64,7 +64,9 @@ class InferenceResultWriter:
     For every scan it expects, in the evaluator's decollated output, the anomaly map under ``map_key`` (``(1, H, W)``
     for 2D images, ``(1, H, W, D)`` for volumes) and the JSON-able result under ``result_key`` (as
     :class:`~monai_anomaly.transforms.postprocessing.VolumeAnomalyScored` writes it). At the end it writes into
-    ``output_dir``: ``detailed_results.csv`` (one row per slice/image), ``volume_results.csv`` (one row per scan),
+    ``output_dir``: ``detailed_results.csv`` (one row per scored slice/image: slices left out by the foreground
+    selection, listed in the result's ``scored_slices``, have score 0 in ``scores.json`` and no row here),
+    ``volume_results.csv`` (one row per scan),
     ``scores.json`` (every scan's result), ``metrics.json`` / ``anomaly_report.txt`` / ``score_distribution.png``
     (from :func:`~monai_anomaly.reports.writer.write_report`), ``maps/<volume_id>_anomaly_map.nii.gz`` with the input's
     affine, and for 2D inputs ``maps/<volume_id>_heatmap.png``.
@@ -79,6 +81,9 @@ class InferenceResultWriter:
         save_maps: write the NIfTI maps and PNG heatmaps.
         overwrite: replace existing files.
         skip_log: bad inputs skipped while building the datalist, listed in the report.
+        aggregation_kwargs: ``k`` / ``q`` of the aggregation.
+        volume_threshold: the volume threshold used (default: the slice threshold).
+        volume_rule: how the volume threshold was obtained, recorded in the report.
     """
 
     def __init__(
@@ -92,7 +97,13 @@ class InferenceResultWriter:
         save_maps: bool = True,
         overwrite: bool = False,
         skip_log: SkipLog | Sequence | None = None,
+        aggregation_kwargs: Mapping[str, Any] | None = None,
+        volume_threshold: float | None = None,
+        volume_rule: str = "",
     ) -> None:
+        self.aggregation_kwargs = dict(aggregation_kwargs or {})
+        self.volume_threshold = volume_threshold
+        self.volume_rule = volume_rule
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.aggregation = aggregation
@@ -129,7 +140,10 @@ class InferenceResultWriter:
         slice_scores = result.get("slice_scores", [])
         label = item.get(AnomalyKeys.LABEL, -1)
         label = int(label.item() if isinstance(label, torch.Tensor) else label)
+        scored = set(result.get("scored_slices", range(len(slice_scores))))
         for s, score in enumerate(slice_scores):
+            if s not in scored:
+                continue
             self.rows.append(
                 {
                     AnomalyKeys.PATH: path,
@@ -171,8 +185,15 @@ class InferenceResultWriter:
             self.rows,
             threshold=self.threshold,
             aggregation=self.aggregation,
+            aggregation_kwargs=self.aggregation_kwargs,
+            volume_threshold=self.volume_threshold,
             skipped=skipped,
-            run_info={"kind": "inference", "n_scans": len(self.results)},
+            run_info={
+                "kind": "inference",
+                "n_scans": len(self.results),
+                "volume_threshold_rule": self.volume_rule,
+                "slice_selection": "slices with less foreground than min_foreground are not scored (score 0, no row)",
+            },
             overwrite=self.overwrite,
         )
         with open(self.output_dir / "scores.json", "w") as f:

@@ -46,7 +46,11 @@ class AnomalyReportHandler:
         tensorboard_writer: optional SummaryWriter.
         skipped: files skipped as bad input (a :class:`~monai_anomaly.utils.errors.SkipLog` that the data loading
             fills, a list, or a callable ``engine -> list``).
-        run_info: description of the run stored in the report (the engine's epoch / iteration count are added).
+        run_info: description of the run stored in the report (the engine's epoch / iteration count are added);
+            a callable value ``engine -> value`` is resolved when the report is written (e.g. the warnings of a
+            checkpoint loaded at the start of the run). A ``"warnings"`` list is printed at the top of the report.
+        volume_threshold: threshold on volume scores (a float or a callable ``engine -> float``); default: the slice
+            threshold (see :func:`~monai_anomaly.reports.writer.write_report`).
         top_k: number of panels.
         event: the Ignite event to write at (``Events.COMPLETED``; ``Events.EPOCH_COMPLETED`` with ``overwrite=True``
             for a report that follows training validations).
@@ -71,7 +75,9 @@ class AnomalyReportHandler:
         top_k: int = 5,
         event: Any = None,
         global_step_transform: Callable[[Engine], int] | None = None,
+        volume_threshold: float | Callable[[Engine], Any] | None = None,
     ) -> None:
+        self.volume_threshold = volume_threshold
         self.output_dir = os.fspath(output_dir)
         self.collector = collector
         self.threshold = threshold
@@ -98,7 +104,7 @@ class AnomalyReportHandler:
             logger.warning("AnomalyReportHandler: nothing was collected; no report written to %s", self.output_dir)
             return
         run_info = {
-            **self.run_info,
+            **{k: self._resolve(v, engine) for k, v in self.run_info.items()},
             "epoch": int(engine.state.epoch),
             "iterations": int(engine.state.iteration),
         }
@@ -112,6 +118,7 @@ class AnomalyReportHandler:
             panels=self.collector.panels,
             volume_maps=self.collector.volume_maps,
             run_info=run_info,
+            volume_threshold=self._resolve(self.volume_threshold, engine),
             overwrite=self.overwrite,
             top_k=self.top_k,
         )

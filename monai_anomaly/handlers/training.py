@@ -12,6 +12,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_anomaly.engines.utils import find_latest_checkpoint
 from monai_anomaly.metrics.thresholds import LABEL_FREE_METHODS, Threshold, fit_threshold
+from monai_anomaly.scoring.aggregation import AGGREGATION_METHODS, aggregate_scores
 from monai_anomaly.scoring.calibration import NormalCalibrator
 from monai_anomaly.utils.enums import AnomalyKeys
 
@@ -23,7 +24,13 @@ else:
         "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
     )
 
-__all__ = ["ResumeFromLatestCheckpoint", "ThresholdFitter", "load_fitted_threshold"]
+__all__ = [
+    "ResumeFromLatestCheckpoint",
+    "ThresholdFitter",
+    "TrainingHealthCheck",
+    "load_fitted_threshold",
+    "load_volume_threshold",
+]
 
 logger = logging.getLogger("monai_anomaly")
 
@@ -70,6 +77,17 @@ class ThresholdFitter:
         fit_calibrator: also fit the calibrator.
         metric_name: the ``engine.state.metrics`` entry of the fitted value (``None``: none).
         output_transform: applied to ``engine.state.output`` first.
+        aggregation: the volume aggregation used at inference (``"topk"``, ``"mean"``...), for the volume threshold.
+        aggregation_kwargs: its ``k`` / ``q``.
+        min_volumes: the volume threshold is fitted (same ``method``) on the aggregated scores of the normal
+            validation volumes (volumes with no anomalous slice) when there are at least this many; otherwise it is
+            derived from the slice threshold: the slice threshold itself for the aggregations on the slice-score
+            scale (``mean``, ``max``, ``topk``, ``percentile``: a volume is anomalous when its aggregated slice score
+            reaches the slice threshold), and ``fraction_volume`` for ``"fraction_above"``. ``volume_rule`` says
+            which, and the reports print it.
+        fraction_volume: the derived volume threshold of ``"fraction_above"`` (share of slices over the slice
+            threshold that makes a volume anomalous).
+        volume_key: the volume id key.
 
     Example:
         >>> fitter = ThresholdFitter("percentile", q=50.0)
@@ -90,7 +108,23 @@ class ThresholdFitter:
         fit_calibrator: bool = True,
         metric_name: str | None = "val_threshold",
         output_transform: Callable[[Any], Any] = _identity,
+        aggregation: str = "mean",
+        aggregation_kwargs: Mapping[str, Any] | None = None,
+        min_volumes: int = 5,
+        fraction_volume: float = 0.05,
+        volume_key: str = AnomalyKeys.VOLUME_ID,
     ) -> None:
+        if aggregation not in AGGREGATION_METHODS:
+            raise ValueError(f"aggregation must be one of {AGGREGATION_METHODS}, got {aggregation!r}")
+        self.aggregation = aggregation
+        self.aggregation_kwargs = dict(aggregation_kwargs or {})
+        self.min_volumes = int(min_volumes)
+        self.fraction_volume = float(fraction_volume)
+        self.volume_key = volume_key
+        self.volume_threshold: float | None = None
+        self.volume_rule = ""
+        self._volumes: dict[str, list[float]] = {}
+        self._anomalous_volumes: set[str] = set()
         if method not in LABEL_FREE_METHODS:
             raise ValueError(
                 f"method must be one of {LABEL_FREE_METHODS} (fitted on normal validation scores), got {method!r}"
@@ -121,6 +155,8 @@ class ThresholdFitter:
     def reset(self, engine: Engine | None = None) -> None:
         """Forget the collected scores (the last fit stays)."""
         self._normal_scores = []
+        self._volumes = {}
+        self._anomalous_volumes = set()
 
     def update(self, output: Any) -> None:
         """Collect the normal scores of one output (a batched dict or a list of per-sample dicts)."""
@@ -137,6 +173,14 @@ class ThresholdFitter:
             if len(labels) != len(scores):
                 raise ValueError(f"{len(scores)} scores but {len(labels)} labels in one output")
             self._normal_scores.extend(s for s, lab in zip(scores, labels) if lab == 0)
+            vids = item.get(self.volume_key)
+            vids = [vids] if isinstance(vids, str) else (list(vids) if vids is not None else [])
+            if len(vids) == len(scores):
+                for v, sc, lab in zip(vids, scores, labels):
+                    if lab == 1:
+                        self._anomalous_volumes.add(str(v))
+                    elif lab == 0:
+                        self._volumes.setdefault(str(v), []).append(float(sc))
 
     def _collect(self, engine: Engine) -> None:
         self.update(self.output_transform(engine.state.output))
@@ -149,7 +193,34 @@ class ThresholdFitter:
         self.threshold = fit_threshold(self._normal_scores, method=self.method, k=self.k, q=self.q, split=self.split)
         if self.fit_calibrator:
             self.calibrator = NormalCalibrator(split=self.split).fit(self._normal_scores)
+        self._fit_volume_threshold()
         return self.threshold
+
+    def _fit_volume_threshold(self) -> None:
+        normal = {v: sc for v, sc in self._volumes.items() if v not in self._anomalous_volumes and sc}
+        kw = dict(self.aggregation_kwargs)
+        if self.aggregation == "fraction_above":
+            kw["threshold"] = float(self.threshold.value)
+        if len(normal) >= self.min_volumes:
+            vs = [aggregate_scores(sc, method=self.aggregation, **kw) for sc in normal.values()]
+            t = fit_threshold(vs, method=self.method, k=self.k, q=self.q, split=self.split)
+            self.volume_threshold = float(t.value)
+            self.volume_rule = (
+                f"fitted ({self.method}) on the {self.aggregation} volume scores of {len(normal)} normal "
+                f"{self.split} volumes"
+            )
+        elif self.aggregation == "fraction_above":
+            self.volume_threshold = self.fraction_volume
+            self.volume_rule = (
+                f"derived: anomalous when at least {self.fraction_volume:g} of the scored slices reach the slice "
+                f"threshold (only {len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
+            )
+        else:
+            self.volume_threshold = float(self.threshold.value)
+            self.volume_rule = (
+                f"derived: the slice threshold applied to the {self.aggregation} of the slice scores (only "
+                f"{len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
+            )
 
     def _fit_epoch(self, engine: Engine) -> None:
         if self.fit() is not None and self._normal_scores:
@@ -172,6 +243,9 @@ class ThresholdFitter:
             "fitted_epoch": int(self.fitted_epoch),
             "threshold": {} if self.threshold is None else self.threshold.to_dict(),
             "calibrator": {} if self.calibrator is None else self.calibrator.state_dict(),
+            "aggregation": self.aggregation,
+            "volume_threshold": -1.0 if self.volume_threshold is None else float(self.volume_threshold),
+            "volume_rule": self.volume_rule,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -181,6 +255,11 @@ class ThresholdFitter:
         self.threshold = Threshold.from_dict(dict(thr)) if thr else None
         self.calibrator = NormalCalibrator().load_state_dict(dict(cal)) if cal else None
         self.fitted_epoch = int(state.get("fitted_epoch", -1))
+        vt = state.get("volume_threshold")
+        self.volume_threshold = (
+            None if vt is None or (float(vt) == -1.0 and not state.get("volume_rule")) else float(vt)
+        )
+        self.volume_rule = str(state.get("volume_rule", ""))
         if "split" in state:
             self.split = str(state["split"])
 
@@ -210,6 +289,21 @@ def load_fitted_threshold(
     fitter = ThresholdFitter()
     fitter.load_state_dict(ckpt[key])
     return fitter.threshold, fitter.calibrator
+
+
+def load_volume_threshold(
+    path: str | os.PathLike, key: str = "threshold", map_location: Any = "cpu"
+) -> tuple[float | None, str]:
+    """The volume threshold and its rule (how it was obtained) that a :class:`ThresholdFitter` saved.
+
+    Returns ``(None, "")`` for a checkpoint saved before volume thresholds existed.
+    """
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if key not in ckpt:
+        raise KeyError(f"{path}: checkpoint has no {key!r} entry (keys: {sorted(ckpt)})")
+    fitter = ThresholdFitter()
+    fitter.load_state_dict(ckpt[key])
+    return fitter.volume_threshold, fitter.volume_rule
 
 
 class ResumeFromLatestCheckpoint:
@@ -260,3 +354,110 @@ class ResumeFromLatestCheckpoint:
         logger.info("resuming from %s", path)
         CheckpointLoader(path, self.load_dict, map_location=self.map_location, strict=self.strict)(engine)
         self.loaded_path = path
+
+
+class TrainingHealthCheck:
+    """Say plainly when a trained model is not fit to use: inverted validation AUROC or an unsettled loss.
+
+    Attach it to the validation evaluator; it records each validation's key metric (``loss_metric``, lower is better)
+    and, when the validation set has labelled anomalies, the slice AUROC (``auroc_metric``). :meth:`check` (called at
+    every validation, and by the trainer's ``COMPLETED`` when :meth:`attach_trainer` was used) returns the warnings:
+
+    - the last validation AUROC is below 0.5: the scores are inverted (anomalies look *more* normal than normals),
+      often a sign of a shortcut in the data (run ``python -m monai_anomaly audit``) or of too short a training;
+    - the validation loss has not settled: over the last ``window`` validations it still fell by more than
+      ``settle_tol`` (relative), so more epochs would change the model; or fewer than ``window`` validations ran.
+
+    Warnings go to the log (``WARNING``) once at the end of training, and are kept in :attr:`warnings` and in the
+    checkpoint (it is stateful: save it with the model under ``"health"``), so that ``evaluate`` can print them in
+    the report.
+
+    Args:
+        loss_metric: the evaluator's metric of the validation loss.
+        auroc_metric: the evaluator's metric of the validation slice AUROC.
+        window: how many validations the settle test looks back.
+        settle_tol: relative drop over the window above which the loss has not settled.
+
+    Example:
+        >>> h = TrainingHealthCheck(window=3)
+        >>> for loss, auc in [(1.0, 0.3), (0.8, 0.35), (0.5, 0.4)]:
+        ...     h.record(loss, auc)
+        >>> [w.split(":")[0] for w in h.check()]
+        ['inverted scores', 'loss not settled']
+    """
+
+    def __init__(
+        self,
+        loss_metric: str = "val_recon_loss",
+        auroc_metric: str = "slice_auroc",
+        window: int = 3,
+        settle_tol: float = 0.05,
+    ) -> None:
+        if window < 2:
+            raise ValueError(f"window must be >= 2, got {window}")
+        self.loss_metric = loss_metric
+        self.auroc_metric = auroc_metric
+        self.window = int(window)
+        self.settle_tol = float(settle_tol)
+        self.losses: list[float] = []
+        self.aurocs: list[float] = []
+        self.warnings: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        """Record the metrics at each validation's ``EPOCH_COMPLETED``."""
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._record)
+
+    def attach_trainer(self, trainer: Engine) -> None:
+        """Log the warnings once when training completes."""
+        trainer.add_event_handler(Events.COMPLETED, self._report)
+
+    def _record(self, engine: Engine) -> None:
+        m = engine.state.metrics
+        self.record(m.get(self.loss_metric), m.get(self.auroc_metric))
+
+    def record(self, loss: float | None, auroc: float | None = None) -> None:
+        """Add one validation's loss and (optional) AUROC, then re-check."""
+        if loss is not None:
+            self.losses.append(float(loss))
+        if auroc is not None:
+            self.aurocs.append(float(auroc))
+        self.check()
+
+    def check(self) -> list[str]:
+        """The current warnings (also kept in :attr:`warnings`)."""
+        out = []
+        if self.aurocs and self.aurocs[-1] < 0.5:
+            out.append(
+                f"inverted scores: validation slice AUROC is {self.aurocs[-1]:.3f} (< 0.5), anomalies score lower "
+                "than normals; check the data for shortcuts (python -m monai_anomaly audit DATASET) and train longer "
+                "before trusting this model"
+            )
+        if len(self.losses) < self.window:
+            out.append(
+                f"loss not settled: only {len(self.losses)} validation(s) ran (fewer than {self.window}), so "
+                "convergence cannot be judged; train for more epochs"
+            )
+        else:
+            recent = self.losses[-self.window :]
+            drop = (recent[0] - recent[-1]) / max(abs(recent[0]), 1e-12)
+            if drop > self.settle_tol:
+                out.append(
+                    f"loss not settled: the validation loss still fell {100 * drop:.1f} % over the last {self.window} "
+                    f"validations ({recent[0]:.4g} -> {recent[-1]:.4g}); train for more epochs"
+                )
+        self.warnings = out
+        return out
+
+    def _report(self, engine: Engine | None = None) -> None:
+        for w in self.check():
+            logger.warning("training check: %s", w)
+
+    def state_dict(self) -> dict[str, Any]:
+        """History and warnings (lists of floats and strings only)."""
+        return {"losses": list(self.losses), "aurocs": list(self.aurocs), "warnings": list(self.warnings)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` output."""
+        self.losses = [float(v) for v in state.get("losses", [])]
+        self.aurocs = [float(v) for v in state.get("aurocs", [])]
+        self.warnings = [str(v) for v in state.get("warnings", [])]

@@ -478,8 +478,14 @@ def _skipped_list(skipped: Any) -> list[dict[str, str]]:
 
 def _report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: float | None, aggregation: str) -> str:
     lines = ["Anomaly detection report", "========================", f"created: {results['created']}"]
+    warns = results["run_info"].get("warnings") or []
+    if warns:
+        lines += ["", "WARNINGS (read before trusting the numbers)"]
+        lines += [f"- {w}" for w in warns]
+        lines.append("")
     for k, v in results["run_info"].items():
-        lines.append(f"{k}: {v}")
+        if k != "warnings":
+            lines.append(f"{k}: {v}")
     lines.append("")
     lines += _metrics_lines("Slice / image level", results["slice"])
     lines.append("")

@@ -37,6 +37,13 @@ __all__ = [
     "ForegroundZScored",
     "ForegroundZScoreD",
     "ForegroundZScoreDict",
+    "INTENSITY_MODES",
+    "resolve_intensity_mode",
+    "resolve_dataset_intensity_mode",
+    "ScaleIntensityByKind",
+    "ScaleIntensityByKindd",
+    "ScaleIntensityByKindD",
+    "ScaleIntensityByKindDict",
 ]
 
 
@@ -325,3 +332,213 @@ class ForegroundZScored(MapTransform):
 ForegroundMaskD = ForegroundMaskDict = ForegroundMaskd
 PercentileScaleD = PercentileScaleDict = PercentileScaled
 ForegroundZScoreD = ForegroundZScoreDict = ForegroundZScored
+
+
+INTENSITY_MODES = ("auto", "fixed", "percentile", "ct", "zscore")
+"""How :class:`ScaleIntensityByKind` scales an input: ``"auto"`` decides by input kind (see there)."""
+
+# a volume whose 1st intensity percentile is below this is taken as CT in Hounsfield units (air is -1000 HU)
+_CT_AIR_HU = -500.0
+
+
+def _filename(img: Any) -> str:
+    meta = getattr(img, "meta", None) or {}
+    return str(meta.get("filename_or_obj", ""))
+
+
+def resolve_intensity_mode(img: Any, mode: str = "auto") -> str:
+    """The concrete intensity mode for one loaded image (``mode`` itself unless it is ``"auto"``).
+
+    ``"auto"`` decides by input kind, once per input:
+
+    - a 2D PNG/JPEG file (8- or 16-bit) -> ``"fixed"``: its fixed range (0-255, or 0-65535 when any value is above
+      255), so that brightness and contrast keep their meaning across images (no per-image stretching);
+    - a volume whose 1st intensity percentile is below -500 (air in Hounsfield units) -> ``"ct"``: a HU window;
+    - any other volume (MRI, PET...) or 2D array -> ``"percentile"``: per-volume percentiles inside the foreground.
+
+    Args:
+        img: a loaded image (``MetaTensor`` with ``filename_or_obj`` in its meta, as :class:`LoadScan` gives).
+        mode: one of :data:`INTENSITY_MODES`.
+
+    Raises:
+        ValueError: an unknown mode.
+
+    Example:
+        >>> import torch
+        >>> from monai.data import MetaTensor
+        >>> resolve_intensity_mode(MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "a.png"}))
+        'fixed'
+        >>> resolve_intensity_mode(MetaTensor(torch.full((1, 4, 4, 4), -1000.0), meta={"filename_or_obj": "ct.nii"}))
+        'ct'
+    """
+    if mode not in INTENSITY_MODES:
+        raise ValueError(f"intensity mode must be one of {INTENSITY_MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = _filename(img).lower()
+    if name.endswith((".png", ".jpg", ".jpeg")):
+        return "fixed"
+    t = convert_to_tensor(img, track_meta=False).reshape(-1)
+    if t.numel() > 1_000_000:  # a strided subsample is enough for a 1st percentile
+        t = t[:: t.numel() // 1_000_000 + 1]
+    if float(percentile(t.float(), 1.0)) < _CT_AIR_HU:
+        return "ct"
+    return "percentile"
+
+
+class ScaleIntensityByKind(Transform):
+    """Scale intensities the way the input kind needs, to ``[b_min, b_max]``; the mode used goes in the meta.
+
+    - ``"fixed"``: a fixed range (``fixed_range``, default 0-255 or 0-65535 by the image's maximum) for 8/16-bit
+      2D files (X-ray, MRI slices exported as PNG/JPEG): no per-image stretching, so an abnormally bright or dark
+      image stays so.
+    - ``"percentile"``: per-volume ``[lower, upper]`` percentiles inside the foreground (:class:`PercentileScale`),
+      for MRI whose raw scale is arbitrary.
+    - ``"ct"``: a Hounsfield window ``ct_window`` (default soft tissue, -160..240 HU).
+    - ``"zscore"``: :class:`ForegroundZScore` (the output is not bounded by ``b_min`` / ``b_max``).
+    - ``"auto"``: :func:`resolve_intensity_mode` per input.
+
+    Store the resolved mode with the model (the bundles record it in ``model.pt``) and pass it explicitly at inference,
+    so that training and inference always scale alike.
+
+    Args:
+        mode: one of :data:`INTENSITY_MODES`.
+        b_min: output of the low end.
+        b_max: output of the high end.
+        lower: lower percentile (``"percentile"``).
+        upper: upper percentile (``"percentile"``).
+        ct_window: ``(low, high)`` HU window (``"ct"``).
+        fixed_range: ``(low, high)`` input range for ``"fixed"`` (default: by the image's bit depth).
+
+    Example:
+        >>> import torch
+        >>> from monai.data import MetaTensor
+        >>> img = MetaTensor(torch.tensor([[[0.0, 51.0, 255.0]]]), meta={"filename_or_obj": "x.png"})
+        >>> out = ScaleIntensityByKind("auto")(img)
+        >>> [round(v, 3) for v in out.flatten().tolist()], out.meta["intensity_mode"]
+        ([0.0, 0.2, 1.0], 'fixed')
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        mode: str = "auto",
+        b_min: float = 0.0,
+        b_max: float = 1.0,
+        lower: float = 0.5,
+        upper: float = 99.5,
+        ct_window: Sequence[float] = (-160.0, 240.0),
+        fixed_range: Sequence[float] | None = None,
+    ) -> None:
+        if mode not in INTENSITY_MODES:
+            raise ValueError(f"intensity mode must be one of {INTENSITY_MODES}, got {mode!r}")
+        if len(ct_window) != 2 or ct_window[0] >= ct_window[1]:
+            raise ValueError(f"ct_window must be (low, high) with low < high, got {ct_window!r}")
+        if fixed_range is not None and (len(fixed_range) != 2 or fixed_range[0] >= fixed_range[1]):
+            raise ValueError(f"fixed_range must be (low, high) with low < high, got {fixed_range!r}")
+        self.mode = mode
+        self.b_min, self.b_max = float(b_min), float(b_max)
+        self.ct_window = (float(ct_window[0]), float(ct_window[1]))
+        self.fixed_range = None if fixed_range is None else (float(fixed_range[0]), float(fixed_range[1]))
+        self.percentile = PercentileScale(lower, upper, self.b_min, self.b_max)
+        self.zscore = ForegroundZScore()
+
+    def __call__(self, img: Any, mask: Any = None) -> Any:
+        mode = resolve_intensity_mode(img, self.mode)
+        if mode == "percentile":
+            out = self.percentile(img, mask)
+        elif mode == "zscore":
+            out = self.zscore(img, mask)
+        else:
+            if mode == "ct":
+                a_min, a_max = self.ct_window
+            elif self.fixed_range is not None:
+                a_min, a_max = self.fixed_range
+            else:
+                a_min, a_max = 0.0, (255.0 if float(convert_to_tensor(img, track_meta=False).max()) <= 255 else 65535.0)
+            out = ScaleIntensityRange(a_min, a_max, self.b_min, self.b_max, clip=True, dtype=torch.float32)(img)
+        if isinstance(out, MetaTensor):
+            out.meta["intensity_mode"] = mode
+        return out
+
+
+class ScaleIntensityByKindd(MapTransform):
+    """Dictionary wrapper of :class:`ScaleIntensityByKind`; ``mask_key`` names the foreground for percentiles.
+
+    Example:
+        >>> import torch
+        >>> from monai.data import MetaTensor
+        >>> d = {"image": MetaTensor(torch.tensor([[[-1000.0, 40.0, 2000.0]]]), meta={"filename_or_obj": "ct.nii"})}
+        >>> out = ScaleIntensityByKindd("image", mode="ct", ct_window=(-160, 240))(d)
+        >>> [round(v, 2) for v in out["image"].flatten().tolist()]
+        [0.0, 0.5, 1.0]
+    """
+
+    backend = ScaleIntensityByKind.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        mode: str = "auto",
+        b_min: float = 0.0,
+        b_max: float = 1.0,
+        lower: float = 0.5,
+        upper: float = 99.5,
+        ct_window: Sequence[float] = (-160.0, 240.0),
+        fixed_range: Sequence[float] | None = None,
+        mask_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scaler = ScaleIntensityByKind(mode, b_min, b_max, lower, upper, ct_window, fixed_range)
+        self.mask_key = mask_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        mask = d.get(self.mask_key) if self.mask_key is not None else None
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key], mask)
+        return d
+
+
+ScaleIntensityByKindD = ScaleIntensityByKindDict = ScaleIntensityByKindd
+
+
+def resolve_dataset_intensity_mode(
+    items: Sequence[Mapping[str, Any] | str], mode: str = "auto", key: str = "image"
+) -> str:
+    """The one intensity mode for a training set: ``mode`` unless ``"auto"``, else decided from its first input.
+
+    All inputs of a training set must be of one kind (all 2D 8-bit files, or all volumes), since the model learns
+    one intensity scale; a set that mixes PNG/JPEG files with volumes is refused. The result is what the bundles
+    store in ``model.pt`` (``settings["intensity_mode"]``) and reuse at inference.
+
+    Args:
+        items: datalist items (dicts with ``key``) or paths.
+        mode: one of :data:`INTENSITY_MODES`.
+        key: the image key of dict items.
+
+    Raises:
+        ValueError: an unknown mode, no items, or a mix of 2D image files and volumes with ``mode="auto"``.
+    """
+    if mode not in INTENSITY_MODES:
+        raise ValueError(f"intensity mode must be one of {INTENSITY_MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    paths = [str(i[key]) if isinstance(i, Mapping) else str(i) for i in items]
+    if not paths:
+        raise ValueError("no training items to decide the intensity mode from")
+    is_2d = [p.lower().endswith((".png", ".jpg", ".jpeg")) for p in paths]
+    if any(is_2d) and not all(is_2d):
+        first_2d = paths[is_2d.index(True)]
+        first_vol = paths[is_2d.index(False)]
+        raise ValueError(
+            f"the training set mixes 2D image files ({first_2d}) and volumes ({first_vol}); they need different "
+            "intensity scaling: train on one kind, or pass intensity_mode explicitly"
+        )
+    if all(is_2d):
+        return "fixed"
+    from monai_anomaly.transforms.io import LoadScan  # noqa: PLC0415 (the loader is only needed for volumes)
+
+    return resolve_intensity_mode(LoadScan()(paths[0]), "auto")

@@ -285,6 +285,9 @@ class VolumeAnomalyScore(Transform):
         q: slice ``"percentile"``.
         aggregation_kwargs: ``k`` / ``q`` of the aggregation.
         volume_threshold: threshold on the volume score (default: ``threshold``, see above).
+        min_foreground: with a foreground ``mask``, slices whose foreground fraction is below this are not scored
+            (the same selection as training, which never saw near-empty slices): their score is reported as 0.0,
+            they are left out of the volume score, and ``scored_slices`` lists the slices that were scored.
 
     Example:
         >>> m = torch.zeros(1, 8, 8, 4); m[..., 3] = 1.0
@@ -305,7 +308,11 @@ class VolumeAnomalyScore(Transform):
         q: float = 99.0,
         aggregation_kwargs: Mapping[str, Any] | None = None,
         volume_threshold: float | None = None,
+        min_foreground: float = 0.0,
     ) -> None:
+        if not 0.0 <= float(min_foreground) < 1.0:
+            raise ValueError(f"min_foreground must be in [0, 1), got {min_foreground}")
+        self.min_foreground = float(min_foreground)
         if axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0, 1 or 2 (a spatial axis of (H, W, D)), got {axis}")
         if aggregation not in AGGREGATION_METHODS:
@@ -342,8 +349,15 @@ class VolumeAnomalyScore(Transform):
             mk = _tensor(mask).to(m.device)
             msk = (mk.expand_as(m) if mk.ndim == 4 else mk).movedim(dim, 0)
         s = slice_scores(slices, method=self.scorer.score_method, k=self.scorer.k, q=self.scorer.q, mask=msk)
-        scores = [round(float(v), 7) for v in s.detach().cpu().double()]
-        vs = aggregate_scores(s.detach().cpu().double(), method=self.aggregation, **self.aggregation_kwargs)
+        s = s.detach().cpu().double()
+        keep = torch.ones(len(s), dtype=torch.bool)
+        if msk is not None and self.min_foreground > 0:
+            keep = (msk[:, :1] > 0).flatten(1).double().mean(1).cpu() >= self.min_foreground
+            if not bool(keep.any()):  # nothing passes: score every slice rather than nothing
+                keep = torch.ones(len(s), dtype=torch.bool)
+        s = torch.where(keep, torch.nan_to_num(s, nan=0.0), torch.zeros_like(s))
+        scores = [round(float(v), 7) for v in s]
+        vs = aggregate_scores(s[keep], method=self.aggregation, **self.aggregation_kwargs)
         pred = None
         if self.volume_threshold is not None:
             pred = "anomalous" if vs >= self.volume_threshold else "normal"
@@ -355,6 +369,8 @@ class VolumeAnomalyScore(Transform):
             "prediction": pred,
             "aggregation": self.aggregation,
             "axis": self.axis,
+            "scored_slices": [int(i) for i in torch.nonzero(keep).flatten()],
+            "min_foreground": self.min_foreground,
         }
 
 
@@ -374,7 +390,9 @@ class VolumeAnomalyScored(MapTransform):
         q: slice ``"percentile"``.
         aggregation_kwargs: ``k`` / ``q`` of the aggregation.
         volume_threshold: threshold on the volume score.
-        foreground_key: optional mask key; only its voxels count.
+        foreground_key: optional mask key; only its voxels count, and the map is set to 0 outside it (``mask_map``).
+        min_foreground: slices with less foreground than this are not scored (see :class:`VolumeAnomalyScore`).
+        mask_map: zero the map outside the foreground, so the written heatmap shows only what was scored.
         result_key: where the JSON-able result goes.
         allow_missing_keys: skip a missing map.
 
@@ -401,20 +419,26 @@ class VolumeAnomalyScored(MapTransform):
         foreground_key: str | None = None,
         result_key: str = AnomalyKeys.RESULT,
         allow_missing_keys: bool = False,
+        min_foreground: float = 0.0,
+        mask_map: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"VolumeAnomalyScored takes one map key, got {self.keys}")
         self.scorer = VolumeAnomalyScore(
-            axis, slice_method, aggregation, threshold, k, q, aggregation_kwargs, volume_threshold
+            axis, slice_method, aggregation, threshold, k, q, aggregation_kwargs, volume_threshold, min_foreground
         )
         self.foreground_key = foreground_key
+        self.mask_map = mask_map
         self.result_key = result_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         fg = d.get(self.foreground_key) if self.foreground_key else None
         for key in self.key_iterator(d):
+            if fg is not None and self.mask_map:
+                m = d[key]
+                d[key] = m * (_tensor(fg).to(device=_tensor(m).device) > 0).to(_tensor(m).dtype)
             r = self.scorer(d[key], fg)
             d[AnomalyKeys.VOLUME_SCORE] = r["volume_score"]
             prev = d.get(self.result_key)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from monai_anomaly.apps.monailabel.lib.runner import AnomalyBundleRunner, BundleError, restore_geometry
 from monai_anomaly.apps.monailabel.lib.studies import convert_dicom_series, dicom_series_folders
-from monai_anomaly.handlers.training import load_fitted_threshold
+from monai_anomaly.handlers.training import load_fitted_threshold, load_volume_threshold
 from monai_anomaly.transforms.io import LoadScan
 from monai_anomaly.utils.errors import BadInputError
 
@@ -33,14 +33,17 @@ def _fitted_threshold(bundle: Path) -> float:
 
 
 def _check_result(result: dict, n_slices: int, bundle: Path) -> None:
-    """The answer of the real bundle: mean-aggregated slice scores, the checkpoint's fitted threshold."""
+    """The answer of the real bundle: top-10 % mean of the scored slices, the checkpoint's fitted thresholds."""
     assert isinstance(result["volume_score"], float)
     assert len(result["slice_scores"]) == n_slices
-    assert np.mean(result["slice_scores"]) == pytest.approx(result["volume_score"], rel=1e-5)  # aggregation "mean"
+    kept = np.asarray(result["slice_scores"])[result["scored_slices"]]
+    top = np.sort(kept)[::-1][: max(1, int(np.ceil(0.1 * len(kept))))]
+    assert float(top.mean()) == pytest.approx(result["volume_score"], rel=1e-4)  # aggregation "topk", k 0.1 (rounded)
     fitted = _fitted_threshold(bundle)
     assert result["threshold"]["value"] == pytest.approx(fitted) and result["threshold"]["method"] == "mean_std"
-    assert result["volume_threshold"] == pytest.approx(fitted)
-    assert result["prediction"] == ("anomalous" if result["volume_score"] >= fitted else "normal")
+    vt, rule = load_volume_threshold(bundle / "models" / "model.pt")
+    assert result["volume_threshold"] == pytest.approx(vt) and rule
+    assert result["prediction"] == ("anomalous" if result["volume_score"] >= vt else "normal")
     assert result["bundle"] == "autoencoder_anomaly"
     assert result["bundle_version"] == json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
     json.dumps(result)  # JSON-able

@@ -1,0 +1,244 @@
+"""Ablate the autoencoder's defaults on the VALIDATION split (never the test split) of a shared 2D set or BraTS.
+
+Each variant changes one thing against a base setting: intensity scaling (fixed 8-bit range vs per-image
+percentiles), network (dense 16-d latent vs the convolutional bottleneck), loss (MSE vs L1), augmentation, score
+(mean squared error vs mean absolute error, whole image vs foreground). Slices are prepared once with the package's own
+transforms and held in memory, so a variant costs only its training loop; validation slice AUROC is computed with
+``monai_anomaly.metrics``. Use it to find which default turns the signal around, then fix the bundle's default.
+
+Example:
+    PYTHONPATH=. python benchmarks/ablate_autoencoder.py --dataset ../shared/data/brain_tumor_mri_4class \
+        --epochs 100 --variants base spatial_latent percentile l1 affine --out /tmp/ablate_bt.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.transforms import Compose, RandAffine, ScaleIntensityRanged
+from monai.utils import set_determinism
+from sklearn.metrics import roc_auc_score as auroc
+
+from monai_anomaly.data.layouts import build_datalist
+from monai_anomaly.data.splits import protocol_items, split_datalist, training_items
+from monai_anomaly.networks.autoencoder import ConvAutoEncoder
+from monai_anomaly.networks.dense_ae import DenseAutoEncoder
+from monai_anomaly.transforms.intensity import ForegroundMaskd, PercentileScaled
+from monai_anomaly.transforms.io import LoadScand
+from monai_anomaly.transforms.slicing import VolumeToSlicesd
+from monai_anomaly.transforms.spatial import ResizeToSquared
+
+__all__ = ["BASE", "VARIANTS", "load_split", "run_variant", "main"]
+
+BASE: dict[str, Any] = {
+    "scaling": "fixed",  # fixed | percentile
+    "net": "dense",  # dense | spatial
+    "latent_size": 16,
+    "up_mode": "resize",
+    "loss": "mse",  # mse | l1
+    "aug": "none",  # none | affine
+    "score": "mse",  # mse | mae
+    "score_region": "all",  # all | foreground
+    "lr": 1e-3,
+    "batch_size": 64,
+    "noise": 0.0,  # coarse-noise denoising: std of the noise (0 = plain AE)
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "percentile": {"scaling": "percentile"},
+    "spatial_latent": {"net": "spatial"},
+    "l1": {"loss": "l1"},
+    "affine": {"aug": "affine"},
+    "mae_score": {"score": "mae"},
+    "fg_score": {"score_region": "foreground"},
+    "deconv": {"up_mode": "deconv"},
+    "latent32": {"latent_size": 32},
+    "old_defaults": {"scaling": "percentile", "net": "spatial", "loss": "l1", "aug": "affine", "score": "mae"},
+    "dae": {"noise": 0.2},
+}
+
+
+def _prep(scaling: str, size: int, volumes: bool) -> Compose:
+    t: list[Any] = [
+        LoadScand(keys=["image", "mask"], allow_constant=[False, True], allow_missing_keys=True),
+        ForegroundMaskd(keys="image", mask_keys="foreground"),
+    ]
+    if scaling == "fixed" and not volumes:
+        t.append(ScaleIntensityRanged(keys="image", a_min=0.0, a_max=255.0, b_min=-1.0, b_max=1.0, clip=True))
+    else:  # per-volume percentiles inside the foreground, to [-1, 1]
+        t.append(PercentileScaled(keys="image", b_min=-1.0, b_max=1.0, mask_key="foreground"))
+    keys = ["image", "foreground", "mask"]
+    t += [
+        VolumeToSlicesd(
+            keys=keys,
+            axis=2,
+            min_foreground=0.05,
+            foreground_key="foreground",
+            label_from_mask_key="mask",
+            allow_missing_keys=True,
+        ),
+        ResizeToSquared(
+            keys=keys,
+            size=size,
+            interp_mode=["bilinear", "nearest", "nearest"],
+            anti_aliasing=[True, False, False],
+            allow_missing_keys=True,
+        ),
+    ]
+    return Compose(t)
+
+
+def load_split(
+    dataset: str, split: str, scaling: str, size: int, exclude: tuple[str, ...] = (), protocol: str = ""
+) -> dict[str, Any]:
+    """Slices of one split as tensors: ``image`` (N, 1, S, S), ``foreground``, ``label``, ``cls``.
+
+    ``protocol="orig_split"`` uses the dataset's own train/test split (``labels.csv`` column ``orig_split``), split
+    file by file (not by near-duplicate group), as published protocols do; the default is the group-aware split.
+    """
+    dl = build_datalist(dataset)
+    if protocol:
+        items = protocol_items(dl.items, dataset, split_column=protocol, exclude_classes=exclude)
+        splits = split_datalist(items, val_fraction=0.15, test_fraction=0.3, seed=0, group_key="volume_id")
+    else:
+        splits = split_datalist(dl.items, val_fraction=0.15, test_fraction=0.3, seed=0)
+    items = training_items(splits["train"], include_masked=True) if split == "train" else splits[split]
+    items = [i for i in items if i.get("cls") not in exclude]
+    volumes = any(str(i["image"]).endswith((".nii", ".nii.gz")) for i in items)
+    prep = _prep(scaling, size, volumes)
+    imgs, fgs, labels, classes = [], [], [], []
+    for it in items:
+        out = prep({k: v for k, v in it.items() if k in ("image", "mask") and v})
+        for s in out if isinstance(out, list) else [out]:
+            lab = int(s.get("label", it["label"]))
+            if split == "train" and lab != 0:
+                continue
+            imgs.append(torch.as_tensor(np.asarray(s["image"]), dtype=torch.float32))
+            fgs.append(torch.as_tensor(np.asarray(s["foreground"]), dtype=torch.float32))
+            labels.append(lab)
+            classes.append(str(it.get("cls", "")))
+    return {"image": torch.stack(imgs), "foreground": torch.stack(fgs), "label": np.asarray(labels), "cls": classes}
+
+
+def _net(cfg: dict[str, Any], size: int) -> torch.nn.Module:
+    if cfg["net"] == "dense":
+        return DenseAutoEncoder(2, 1, 1, (size, size), latent_size=cfg["latent_size"], up_mode=cfg["up_mode"])
+    return ConvAutoEncoder(2, 1, 1, channels=(16, 32, 64, 128), strides=(2, 2, 2, 2), num_res_units=0, final_act=None)
+
+
+def coarse_noise(x: torch.Tensor, std: float, res: int = 16, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Low-resolution Gaussian noise up-sampled to the image size (Kascenas et al. 2022)."""
+    n = torch.randn((x.shape[0], x.shape[1], res, res), generator=gen) * std
+    return F.interpolate(n, size=x.shape[2:], mode="bilinear", align_corners=False)
+
+
+def run_variant(
+    name: str, train: dict, val: dict, epochs: int, size: int, seed: int = 0, eval_every: int = 0, **over: Any
+) -> dict:
+    """Train one variant on ``train`` normals, return validation AUROCs and timings."""
+    cfg = {**BASE, **VARIANTS.get(name, {}), **over}
+    set_determinism(seed)
+    tr, va = train[cfg["scaling"]], val[cfg["scaling"]]
+    net = _net(cfg, size)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    aff = RandAffine(prob=0.5, rotate_range=0.1, scale_range=0.05, translate_range=2, padding_mode="zeros")
+    aff.set_random_state(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_all = tr["image"]
+    n = len(x_all)
+    t0 = time.perf_counter()
+    losses = []
+    for _ in range(epochs):
+        net.train()
+        perm = torch.randperm(n, generator=gen)
+        tot = 0.0
+        for b in range(0, n, cfg["batch_size"]):
+            x = x_all[perm[b : b + cfg["batch_size"]]]
+            if len(x) < 2:
+                continue
+            if cfg["aug"] == "affine":
+                x = torch.stack([torch.as_tensor(aff(xi)) for xi in x])
+            inp = x + coarse_noise(x, cfg["noise"], gen=gen) if cfg["noise"] > 0 else x
+            rec = net(inp)
+            loss = F.mse_loss(rec, x) if cfg["loss"] == "mse" else F.l1_loss(rec, x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(x)
+        losses.append(tot / n)
+        if eval_every and (len(losses) % eval_every == 0) and len(losses) < epochs:
+            sc, lb = _evaluate(net, cfg, va)
+            print(f"  {name} epoch {len(losses)} loss {losses[-1]:.4f} val_auroc {auroc(lb, sc):.3f}", flush=True)
+    train_s = time.perf_counter() - t0
+    scores, lab = _evaluate(net, cfg, va)
+    out = {
+        "variant": name,
+        "config": cfg,
+        "epochs": epochs,
+        "train_s": round(train_s, 1),
+        "final_train_loss": losses[-1],
+        "val_auroc": float(auroc(lab, scores)),
+    }
+    cls = np.asarray(va["cls"])
+    for c in sorted(set(cls[lab == 1])):
+        sel = (lab == 0) | (cls == c)
+        out[f"val_auroc_{c}"] = float(auroc(lab[sel], scores[sel]))
+    if {"glioma", "meningioma"} <= set(cls):
+        sel = (lab == 0) | np.isin(cls, ["glioma", "meningioma"])
+        out["val_auroc_glioma+meningioma"] = float(auroc(lab[sel], scores[sel]))
+    return out
+
+
+def _evaluate(net: torch.nn.Module, cfg: dict[str, Any], va: dict) -> tuple[np.ndarray, np.ndarray]:
+    net.eval()
+    with torch.no_grad():
+        recs = torch.cat([net(va["image"][i : i + 256]) for i in range(0, len(va["image"]), 256)])
+    err = (recs - va["image"]) ** 2 if cfg["score"] == "mse" else (recs - va["image"]).abs()
+    if cfg["score_region"] == "foreground":
+        fg = va["foreground"]
+        scores = (err * fg).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)
+    else:
+        scores = err.flatten(1).mean(1)
+    return scores.numpy(), va["label"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--out", required=True)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--protocol", default="", help="labels.csv split column for a published protocol (orig_split)")
+    p.add_argument("--exclude", nargs="*", default=[], help="classes left out (e.g. pituitary)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(2)
+    scalings = {VARIANTS[v].get("scaling", BASE["scaling"]) for v in a.variants}
+    ex = tuple(a.exclude)
+    train = {s: load_split(a.dataset, "train", s, a.size, ex, a.protocol) for s in scalings}
+    val = {s: load_split(a.dataset, "val", s, a.size, ex, a.protocol) for s in scalings}
+    s0 = next(iter(scalings))
+    print(
+        f"train {len(train[s0]['image'])} slices, val {len(val[s0]['image'])} ({int(val[s0]['label'].sum())} anomalous)"
+    )
+    results = []
+    for v in a.variants:
+        r = run_variant(v, train, val, a.epochs, a.size, eval_every=a.eval_every)
+        results.append(r)
+        print(
+            json.dumps({k: (round(x, 3) if isinstance(x, float) else x) for k, x in r.items() if k != "config"}),
+            flush=True,
+        )
+        Path(a.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
