@@ -19,7 +19,17 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["monai_anomaly", "monai_anomaly.*"]),
     include_package_data=True,
-    package_data={"monai_anomaly": ["sample_data/*.csv", "sample_data/*.md", "sample_data/normal/*.png", "sample_data/abnormal/*/*.png"]},
+    package_data={
+        "monai_anomaly": [
+            "sample_data/*.csv",
+            "sample_data/*.md",
+            "sample_data/normal/*.png",
+            "sample_data/abnormal/*/*.png",
+            "sample_data/volumes/*.nii.gz",
+            "sample_data/volumes/*.csv",
+            "sample_data/volumes/*.md",
+        ]
+    },
     install_requires=[
         "torch>=2.2",
         "monai>=1.4",

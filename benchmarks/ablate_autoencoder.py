@@ -32,6 +32,7 @@ from monai_anomaly.networks.autoencoder import ConvAutoEncoder
 from monai_anomaly.networks.dense_ae import DenseAutoEncoder
 from monai_anomaly.transforms.intensity import ForegroundMaskd, PercentileScaled
 from monai_anomaly.transforms.io import LoadScand
+from monai_anomaly.transforms.noise import RandCoarseNoise
 from monai_anomaly.transforms.slicing import VolumeToSlicesd
 from monai_anomaly.transforms.spatial import ResizeToSquared
 
@@ -62,6 +63,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "latent32": {"latent_size": 32},
     "old_defaults": {"scaling": "percentile", "net": "spatial", "loss": "l1", "aug": "affine", "score": "mae"},
     "dae": {"noise": 0.2},
+    "dae_unet": {"net": "unet", "noise": 0.2, "lr": 1e-4},
 }
 
 
@@ -128,15 +130,22 @@ def load_split(
 
 
 def _net(cfg: dict[str, Any], size: int) -> torch.nn.Module:
+    if cfg["net"] == "unet":
+        from monai.networks.nets import UNet
+
+        return UNet(
+            2, 1, 1, channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units=1, norm=("group", {"num_groups": 8})
+        )
     if cfg["net"] == "dense":
         return DenseAutoEncoder(2, 1, 1, (size, size), latent_size=cfg["latent_size"], up_mode=cfg["up_mode"])
     return ConvAutoEncoder(2, 1, 1, channels=(16, 32, 64, 128), strides=(2, 2, 2, 2), num_res_units=0, final_act=None)
 
 
-def coarse_noise(x: torch.Tensor, std: float, res: int = 16, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Low-resolution Gaussian noise up-sampled to the image size (Kascenas et al. 2022)."""
-    n = torch.randn((x.shape[0], x.shape[1], res, res), generator=gen) * std
-    return F.interpolate(n, size=x.shape[2:], mode="bilinear", align_corners=False)
+def coarse_noise(x: torch.Tensor, std: float, scale: int = 4, gen: torch.Generator | None = None) -> torch.Tensor:
+    """The package's coarse noise (Kascenas et al. 2022), minus the input (so it can be added)."""
+    t = RandCoarseNoise(std=std, scale=scale, fg_threshold=float(x.min()) + 0.01, batched=True)
+    t.set_random_state(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+    return t(x) - x
 
 
 def run_variant(
@@ -175,38 +184,65 @@ def run_variant(
         losses.append(tot / n)
         if eval_every and (len(losses) % eval_every == 0) and len(losses) < epochs:
             sc, lb = _evaluate(net, cfg, va)
-            print(f"  {name} epoch {len(losses)} loss {losses[-1]:.4f} val_auroc {auroc(lb, sc):.3f}", flush=True)
+            print(f"  {name} epoch {len(losses)} loss {losses[-1]:.4f} val_auroc {_aurocs(sc, lb)}", flush=True)
     train_s = time.perf_counter() - t0
-    scores, lab = _evaluate(net, cfg, va)
+    sc, lab = _evaluate(net, cfg, va)
     out = {
         "variant": name,
         "config": cfg,
         "epochs": epochs,
         "train_s": round(train_s, 1),
         "final_train_loss": losses[-1],
-        "val_auroc": float(auroc(lab, scores)),
+        "val_auroc": _aurocs(sc, lab),
     }
     cls = np.asarray(va["cls"])
-    for c in sorted(set(cls[lab == 1])):
-        sel = (lab == 0) | (cls == c)
-        out[f"val_auroc_{c}"] = float(auroc(lab[sel], scores[sel]))
+    groups = {c: [c] for c in sorted(set(cls[lab == 1]))}
     if {"glioma", "meningioma"} <= set(cls):
-        sel = (lab == 0) | np.isin(cls, ["glioma", "meningioma"])
-        out["val_auroc_glioma+meningioma"] = float(auroc(lab[sel], scores[sel]))
+        groups["glioma+meningioma"] = ["glioma", "meningioma"]
+    for gname, members in groups.items():
+        sel = (lab == 0) | np.isin(cls, members)
+        out[f"val_auroc_{gname}"] = _aurocs({k: v[sel] for k, v in sc.items()}, lab[sel])
     return out
+
+
+SCORES = ("mse", "mae", "mse_fg", "mse_rel_blur", "mse_rel_energy")
+
+
+def _blur(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    r = int(3 * sigma)
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=x.dtype) ** 2) / (2 * sigma**2))
+    k = (k / k.sum()).view(1, 1, -1)
+    xp = F.pad(x, (r, r, r, r), mode="reflect")
+    xp = F.conv2d(xp, k.view(1, 1, 1, -1))
+    return F.conv2d(xp, k.view(1, 1, -1, 1))
+
+
+def all_scores(img: torch.Tensor, rec: torch.Tensor, fg: torch.Tensor) -> dict[str, np.ndarray]:
+    """Slice scores of several kinds from one reconstruction (cheap: no retraining per score)."""
+    se = ((rec - img) ** 2).flatten(1)
+    mse = se.mean(1)
+    blur_mse = ((_blur(img) - img) ** 2).flatten(1).mean(1)
+    f = fg.flatten(1)
+    centred = img.flatten(1) - img.flatten(1).mean(1, keepdim=True)
+    return {
+        "mse": mse.numpy(),
+        "mae": (rec - img).abs().flatten(1).mean(1).numpy(),
+        "mse_fg": ((se * f).sum(1) / f.sum(1).clamp_min(1)).numpy(),
+        "mse_rel_blur": (mse / blur_mse.clamp_min(1e-8)).numpy(),
+        "mse_rel_energy": (mse / (centred**2).mean(1).clamp_min(1e-8)).numpy(),
+    }
 
 
 def _evaluate(net: torch.nn.Module, cfg: dict[str, Any], va: dict) -> tuple[np.ndarray, np.ndarray]:
     net.eval()
     with torch.no_grad():
         recs = torch.cat([net(va["image"][i : i + 256]) for i in range(0, len(va["image"]), 256)])
-    err = (recs - va["image"]) ** 2 if cfg["score"] == "mse" else (recs - va["image"]).abs()
-    if cfg["score_region"] == "foreground":
-        fg = va["foreground"]
-        scores = (err * fg).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)
-    else:
-        scores = err.flatten(1).mean(1)
-    return scores.numpy(), va["label"]
+    sc = all_scores(va["image"], recs, va["foreground"])
+    return sc, va["label"]
+
+
+def _aurocs(sc: dict[str, np.ndarray], lab: np.ndarray) -> dict[str, float]:
+    return {k: round(float(auroc(lab, v)), 3) for k, v in sc.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

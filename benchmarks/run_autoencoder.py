@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -26,8 +27,18 @@ __all__ = ["DEFAULT_EPOCHS", "peak_mb", "run_stage", "parse_train_log", "run_dat
 
 REPO = Path(__file__).resolve().parents[1]
 # chosen a priori to fit ~35 min on 2 shared CPU cores (see docs/benchmarks.md)
-DEFAULT_EPOCHS = {"brats2018_sample": 25, "brain_tumor_mri_4class": 10, "alzheimer_mri_4class": 6}
-DEFAULT_VAL_INTERVAL = {"brats2018_sample": 5, "brain_tumor_mri_4class": 2, "alzheimer_mri_4class": 2}
+DEFAULT_EPOCHS = {
+    "brats2018_sample": 25,
+    "brats2018_sample@site": 25,
+    "brain_tumor_mri_4class": 10,
+    "alzheimer_mri_4class": 6,
+}
+DEFAULT_VAL_INTERVAL = {
+    "brats2018_sample": 5,
+    "brats2018_sample@site": 5,
+    "brain_tumor_mri_4class": 2,
+    "alzheimer_mri_4class": 2,
+}
 
 # runs the CLI in this child process and records its wall time and peak RSS, even when it fails
 _CHILD = """
@@ -119,20 +130,62 @@ def _metrics(level: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def site_manifest(shared: Path, out: Path, val_cases: int = 2) -> Path:
+    """A manifest of ``brats2018_sample`` split by site: CBICA cases train (``val_cases`` of them validate), TCIA test.
+
+    The case ids name their institution, so this tests whether the defaults hold on a site never seen in training.
+    """
+    src = shared / "brats2018_sample"
+    with open(src / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cbica = sorted(r["case_id"] for r in rows if "_CBICA_" in r["case_id"])
+    val = set(cbica[-val_cases:])
+    path = out / "brats_site_manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "volume_id", "split", "mask", "group"])
+        for r in rows:
+            cid = r["case_id"]
+            split = "test" if "_TCIA" in cid else ("val" if cid in val else "train")
+            w.writerow([str(src / r["image"]), 1, cid, split, str(src / r["mask"]), cid])
+    return path
+
+
 def run_dataset(
-    name: str, shared: Path, out: Path, epochs: int, image_size: int, batch_size: int, val_interval: int, seed: int
+    name: str,
+    shared: Path,
+    out: Path,
+    epochs: int,
+    image_size: int,
+    batch_size: int | None,
+    val_interval: int,
+    seed: int,
+    config: str = "",
+    extra: list[str] | None = None,
+    eval_extra: list[str] | None = None,
+    tag: str = "",
 ) -> dict[str, Any]:
-    """Train then evaluate on one dataset; return the measured numbers (see ``main``)."""
-    ds = shared / name
-    run_dir = out / name
+    """Train then evaluate on one dataset; return the measured numbers (see ``main``).
+
+    ``name`` ``brats2018_sample@site`` trains on the CBICA cases and tests on the TCIA cases (:func:`site_manifest`).
+    """
+    run_dir = out / (tag or name.replace("@", "_"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    common = ["--image_size", str(image_size), "--batch_size", str(batch_size), "--seed", str(seed)]
-    common += ["--num_workers", "0"]
+    ds = site_manifest(shared, run_dir) if name == "brats2018_sample@site" else shared / name
+    common = ["--image_size", str(image_size), "--seed", str(seed), "--num_workers", "0"]
+    if batch_size:
+        common += ["--batch_size", str(batch_size)]
+    if config:
+        common += ["--config", config]
+    for kv in extra or []:
+        k, v = kv.split("=", 1)
+        common += [f"--{k}", v]
     train_args = ["train", str(ds), "--output_dir", str(run_dir), "--max_epochs", str(epochs), "--overwrite", "True"]
     train_args += ["--val_interval", str(val_interval), *common]
     print(f"[{name}] train: python -m monai_anomaly {' '.join(train_args)}", flush=True)
     train = run_stage(train_args, run_dir / "train.log")
-    res: dict[str, Any] = {"dataset": name, "epochs": epochs, "image_size": image_size, "batch_size": batch_size}
+    res: dict[str, Any] = {"dataset": name, "tag": tag, "epochs": epochs, "image_size": image_size}
+    res["config"], res["extra"], res["eval_extra"] = config, list(extra or []), list(eval_extra or [])
     res["train_command"] = "python -m monai_anomaly " + " ".join(train_args)
     res["train"] = {**train, **parse_train_log((run_dir / "train.log").read_text(errors="replace"))}
     if train["rc"] != 0:
@@ -143,8 +196,13 @@ def run_dataset(
         # the trainer's epoch time includes its validation runs; subtract them for the training-only rate
         train_only = sum(t["epoch_s"]) - sum(t["val_s"])
         t["train_only_s"] = train_only
-        t["train_slices_per_s_approx"] = t["iters_per_epoch"] * batch_size * t["epochs_run"] / max(train_only, 1e-9)
+        t["train_slices_per_s_approx"] = (
+            t["iters_per_epoch"] * (batch_size or 64) * t["epochs_run"] / max(train_only, 1e-9)
+        )
     eval_args = ["evaluate", str(ds), "--output_dir", str(run_dir), "--overwrite", "True", *common]
+    for kv in eval_extra or []:
+        k, v = kv.split("=", 1)
+        eval_args += [f"--{k}", v]
     print(f"[{name}] evaluate: python -m monai_anomaly {' '.join(eval_args)}", flush=True)
     res["evaluate_command"] = "python -m monai_anomaly " + " ".join(eval_args)
     res["evaluate"] = run_stage(eval_args, run_dir / "evaluate.log")
@@ -217,8 +275,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--epochs", nargs="*", default=[], metavar="NAME=N", help="per-dataset max_epochs overrides")
     p.add_argument("--val-interval", nargs="*", default=[], metavar="NAME=N", help="per-dataset val_interval")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the bundle's")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default="", help="extra bundle configs for train and evaluate (e.g. variants/dae.json)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for train and evaluate")
+    p.add_argument("--eval-set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for evaluate only")
+    p.add_argument("--tag", default="", help="run folder name under --out (one dataset)")
     a = p.parse_args(argv)
     epochs = {**DEFAULT_EPOCHS, **{k: int(v) for k, v in (e.split("=") for e in a.epochs)}}
     vint = {**DEFAULT_VAL_INTERVAL, **{k: int(v) for k, v in (e.split("=") for e in a.val_interval)}}
@@ -227,7 +289,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     t0 = time.time()
     for name in a.datasets:
-        r = run_dataset(name, shared, out, epochs.get(name, 10), a.image_size, a.batch_size, vint.get(name, 2), a.seed)
+        r = run_dataset(
+            name,
+            shared,
+            out,
+            epochs.get(name, 10),
+            a.image_size,
+            a.batch_size,
+            vint.get(name, 2),
+            a.seed,
+            a.config,
+            a.set,
+            a.eval_set,
+            a.tag,
+        )
         results.append(r)
         summary = {
             "machine": {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
@@ -235,7 +310,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "total_wall_s": time.time() - t0,
             "results": results,
         }
-        (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
+        (out / f"results{'_' + a.tag if a.tag else ''}.json").write_text(json.dumps(summary, indent=2, default=str))
     print(markdown_table(results))
     print(f"results: {out / 'results.json'}")
     return results

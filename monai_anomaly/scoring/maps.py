@@ -14,9 +14,17 @@ import torch.nn.functional as F
 from monai.metrics.regression import compute_ssim_and_cs
 from monai.networks.layers import GaussianFilter
 
-__all__ = ["AnomalyMap", "MAP_METHODS", "compute_anomaly_map", "gaussian_smooth", "residual_map", "ssim_map"]
+__all__ = [
+    "AnomalyMap",
+    "MAP_METHODS",
+    "compute_anomaly_map",
+    "gaussian_smooth",
+    "relative_squared_map",
+    "residual_map",
+    "ssim_map",
+]
 
-MAP_METHODS = ("abs", "squared", "ssim", "combined")
+MAP_METHODS = ("abs", "squared", "squared_rel", "ssim", "combined")
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -62,6 +70,37 @@ def residual_map(image: ArrayLike, reconstruction: ArrayLike, kind: str = "abs")
     else:
         raise ValueError(f"kind must be 'abs' or 'squared', got {kind!r}")
     return r.mean(dim=1, keepdim=True)
+
+
+def relative_squared_map(image: ArrayLike, reconstruction: ArrayLike, eps: float = 1e-6) -> torch.Tensor:
+    """Squared residual divided by each image's own intensity variance: its mean is the fraction of the image's
+    variance the reconstruction leaves unexplained (``1 - R^2``).
+
+    A plain squared error grows with an image's contrast and texture, so on data where one class is smoother or
+    darker (another scanner, sequence or hospital) the plain error ranks images by texture rather than by
+    anomaly. Dividing by the variance of the (single) image makes the score invariant to its contrast: an image
+    scores high when the model explains little of its own structure.
+
+    Args:
+        image: ``(B, C, H, W[, D])`` input.
+        reconstruction: same shape.
+        eps: floor of the variance (a constant image).
+
+    Returns:
+        ``(B, 1, H, W[, D])`` float tensor.
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(2, 1, 16, 16)
+        >>> a = relative_squared_map(x, x * 0 + x.mean()).flatten(1).mean(1)  # predicting the mean: all unexplained
+        >>> b = relative_squared_map(3 * x, 3 * (x * 0 + x.mean())).flatten(1).mean(1)  # contrast does not matter
+        >>> bool(torch.allclose(a, torch.ones(2), atol=0.05)), bool(torch.allclose(a, b, atol=1e-4))
+        (True, True)
+    """
+    img, rec = _pair(image, reconstruction)
+    sq = ((img - rec) ** 2).mean(dim=1, keepdim=True)
+    var = img.flatten(1).var(dim=1, unbiased=False).clamp_min(eps)
+    return sq / var.view(-1, *([1] * (sq.ndim - 1)))
 
 
 def ssim_map(
@@ -169,7 +208,8 @@ def compute_anomaly_map(
     Args:
         image: ``(B, C, H, W[, D])`` input.
         reconstruction: same shape.
-        method: ``"abs"``, ``"squared"``, ``"ssim"`` (``1 - SSIM``) or ``"combined"`` (``w_abs * abs + w_ssim *
+        method: ``"abs"``, ``"squared"``, ``"squared_rel"`` (squared residual over the image's variance, see
+            :func:`relative_squared_map`), ``"ssim"`` (``1 - SSIM``) or ``"combined"`` (``w_abs * abs + w_ssim *
             ssim``).
         weights: for ``"combined"``: ``{"abs": w1, "ssim": w2}`` or ``(w1, w2)``; default 0.5 / 0.5.
         smooth_sigma: Gaussian smoothing sigma in pixels applied to the map (0: none).
@@ -183,6 +223,8 @@ def compute_anomaly_map(
     """
     if method == "abs" or method == "squared":
         m = residual_map(image, reconstruction, kind=method)
+    elif method == "squared_rel":
+        m = relative_squared_map(image, reconstruction)
     elif method == "ssim":
         m = ssim_map(image, reconstruction, win_size=win_size, data_range=data_range)
     elif method == "combined":

@@ -56,23 +56,18 @@ def test_layout_and_metadata_verify_offline():
 
 
 def test_configs_agree_with_each_other():
-    """MONAI Label reads inference.json alone: it repeats train.json's network and preprocessing, which must match."""
+    """MONAI Label reads inference.json alone: it repeats train.json's network and preprocessing, which must match.
+
+    inference.json takes the network and scoring settings from the checkpoint (``settings`` in model.pt) and falls
+    back to its ``defaults``, which must be train.json's defaults."""
     train, infer = _cfg("train.json"), _cfg("inference.json")
-    for key in (
-        "autoencoder_def",
-        "network_def",
-        "image_size",
-        "model_type",
-        "latent",
-        "latent_size",
-        "channels",
-        "strides",
-        "map_method",
-        "score_method",
-        "aggregation",
-        "slice_axis",
-    ):
+    for key in ("autoencoder_def", "network_def"):
         assert train[key] == infer[key], key
+    saved = train["model_settings"]
+    for key, default in infer["defaults"].items():
+        assert train[key] == default, key
+        assert saved[key] == f"@{key}", key  # train.json saves it in model.pt
+        assert infer[key] == f"$@settings.get('{key}', @defaults#{key})", key
     train_pre = [t for t in train["preprocessing"]["transforms"]]
     infer_pre = [t for t in infer["preprocessing"]["transforms"] if t["_target_"] != "SelectItemsd"]
     assert [t["_target_"] for t in train_pre] == [t["_target_"] for t in infer_pre]

@@ -157,3 +157,22 @@ def test_masked_volumes_split_like_normals_and_can_train(tmp_path):
     assert training_items(splits) == []
     train = training_items(splits, include_masked=True)
     assert sorted(t["volume_id"] for t in train) == sorted(t["volume_id"] for t in splits["train"])
+
+
+def test_protocol_items_take_the_dataset_split_and_drop_classes(tmp_path):
+    """A published protocol: the dataset's own train/test column, file by file, some classes left out."""
+    from monai_anomaly.data.splits import protocol_items
+
+    rows = [("normal/a.png", "train"), ("normal/b.png", "test"), ("abnormal/glioma/c.png", "test")]
+    rows += [("abnormal/pituitary/d.png", "test")]
+    (tmp_path / "labels.csv").write_text("path,label,orig_split\n" + "".join(f"{p},0,{s}\n" for p, s in rows))
+    items = [
+        {"image": str(tmp_path / p), "label": int("abnormal" in p), "cls": p.split("/")[-2], "volume_id": p[-5]}
+        for p, _ in rows
+    ]
+    out = protocol_items(items, tmp_path, split_column="orig_split", exclude_classes=["pituitary"])
+    assert [(i["volume_id"], i["split"]) for i in out] == [("a", "train"), ("b", "test"), ("c", "test")]
+    assert "split" not in items[0]  # the input is not changed
+    with pytest.raises(ValueError, match="no column"):
+        protocol_items(items, tmp_path, split_column="site")
+    assert len(protocol_items(items, tmp_path)) == 4  # no column, no exclusion: unchanged

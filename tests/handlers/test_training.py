@@ -161,3 +161,96 @@ def test_resume_from_latest_checkpoint(tmp_path):
     trainer2.run()
     assert resume.loaded_path.endswith("checkpoint_epoch=2.pt")
     assert epochs == [3]  # only the missing epoch runs
+
+
+# --- volume thresholds and training health --------------------------------------------------------------------------
+
+
+def _outputs(n_volumes: int, slices: int = 10, anomalous_volume: bool = True, seed: int = 0) -> list[dict]:
+    """Per-sample outputs of a validation run: normal volumes (all slices label 0) and one volume with a lesion."""
+    rng = np.random.default_rng(seed)
+    out = [
+        {"score": float(rng.normal(1.0, 0.1)), "label": 0, "volume_id": f"normal{v}"}
+        for v in range(n_volumes)
+        for _ in range(slices)
+    ]
+    if anomalous_volume:  # its lesion-free slices are label 0 but the volume is not normal
+        out += [{"score": 1.0, "label": 0, "volume_id": "tumour"} for _ in range(slices // 2)]
+        out += [{"score": 3.0, "label": 1, "volume_id": "tumour"} for _ in range(slices // 2)]
+    return out
+
+
+def test_volume_threshold_fitted_on_normal_volumes_when_there_are_enough():
+    from monai_anomaly.scoring.aggregation import aggregate_scores
+
+    fitter = ThresholdFitter("mean_std", k=2.0, aggregation="topk", aggregation_kwargs={"k": 0.2}, min_volumes=5)
+    outs = _outputs(6)
+    fitter.update(outs)
+    fitter.fit()
+    vols = [
+        aggregate_scores([o["score"] for o in outs if o["volume_id"] == f"normal{v}"], "topk", k=0.2) for v in range(6)
+    ]
+    assert fitter.volume_threshold == pytest.approx(np.mean(vols) + 2.0 * np.std(vols))
+    assert (
+        "6 normal val volumes" in fitter.volume_rule
+    )  # the tumour volume's lesion-free slices are not a normal volume
+    state = fitter.state_dict()
+    again = ThresholdFitter()
+    again.load_state_dict(state)
+    assert again.volume_threshold == pytest.approx(fitter.volume_threshold) and again.volume_rule == fitter.volume_rule
+
+
+def test_volume_threshold_derived_from_the_slice_threshold_with_few_volumes(tmp_path):
+    fitter = ThresholdFitter("mean_std", aggregation="topk", min_volumes=5)
+    fitter.update(_outputs(2))
+    fitter.fit()
+    assert fitter.volume_threshold == pytest.approx(fitter.threshold.value)
+    assert fitter.volume_rule.startswith("derived")
+    frac = ThresholdFitter("mean_std", aggregation="fraction_above", fraction_volume=0.1)
+    frac.update(_outputs(2))
+    frac.fit()
+    assert frac.volume_threshold == 0.1 and "0.1" in frac.volume_rule
+    torch.save({"threshold": fitter.state_dict()}, tmp_path / "model.pt")
+    from monai_anomaly.handlers.training import load_volume_threshold
+
+    value, rule = load_volume_threshold(tmp_path / "model.pt")
+    assert value == pytest.approx(fitter.volume_threshold) and rule == fitter.volume_rule
+
+
+def test_health_check_flags_inverted_scores_and_unsettled_loss():
+    from monai_anomaly.handlers.training import TrainingHealthCheck
+
+    h = TrainingHealthCheck(window=3, settle_tol=0.05)
+    h.record(0.10)
+    assert any("only 1 validation" in w for w in h.warnings)
+    for loss in (0.08, 0.06):
+        h.record(loss, 0.41)
+    assert [w.split(":")[0] for w in h.warnings] == ["inverted scores", "loss not settled"]
+    for loss in (0.0599, 0.0598, 0.0598):
+        h.record(loss, 0.82)
+    assert h.warnings == []  # settled and the right way round
+    h2 = TrainingHealthCheck()
+    h2.load_state_dict(h.state_dict())
+    assert h2.losses == h.losses and h2.check() == []
+
+
+def test_health_check_on_a_real_evaluator_writes_its_warnings_in_the_checkpoint(tmp_path):
+    """Attached to an evaluator whose metrics say 'inverted', the warning survives a save/load round trip."""
+    from ignite.engine import Engine
+
+    from monai_anomaly.handlers.training import TrainingHealthCheck
+
+    h = TrainingHealthCheck(window=2)
+    ev = Engine(lambda e, b: None)
+    h.attach(ev)
+
+    @ev.on(Events.EPOCH_STARTED)
+    def _metrics(engine):
+        engine.state.metrics = {"val_recon_loss": 0.05, "slice_auroc": 0.3}
+
+    ev.run([0, 1], max_epochs=2)
+    assert h.warnings and h.warnings[0].startswith("inverted scores")
+    torch.save({"health": h.state_dict()}, tmp_path / "m.pt")
+    loaded = TrainingHealthCheck()
+    loaded.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True)["health"])
+    assert loaded.warnings == h.warnings

@@ -143,3 +143,20 @@ def test_bad_shapes():
         compute_anomaly_map(torch.zeros(1, 8, 8), torch.zeros(1, 8, 8))
     with pytest.raises(ValueError, match="method"):
         compute_anomaly_map(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), method="mse")
+
+
+def test_relative_squared_map_ignores_contrast_but_not_structure():
+    """Its mean is the unexplained share of the image's variance: the same for a low- and a high-contrast copy."""
+    from monai_anomaly.scoring.maps import compute_anomaly_map
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 16, 16)
+    rec = x.clone()
+    rec[..., 4:8, 4:8] = x.mean()  # the model misses a patch
+    low = compute_anomaly_map(0.2 * x, 0.2 * rec, method="squared_rel").mean()
+    high = compute_anomaly_map(x, rec, method="squared_rel").mean()
+    assert float(low) == pytest.approx(float(high), rel=1e-4)
+    plain_low = compute_anomaly_map(0.2 * x, 0.2 * rec, method="squared").mean()
+    assert float(plain_low) < 0.1 * float(compute_anomaly_map(x, rec, method="squared").mean())
+    m = compute_anomaly_map(x, rec, method="squared_rel")
+    assert float(m[..., 4:8, 4:8].mean()) > 0 and float(m[..., 10:, 10:].abs().max()) == 0.0

@@ -100,3 +100,68 @@ def test_foreground_zscore():
     assert torch.allclose(d["image"][mask > 0], inside)
     with pytest.raises(BadInputError, match="head_01.nii.gz"):
         ForegroundZScore(threshold=1e6)(img)
+
+
+# --- intensity handling by input kind ---------------------------------------------------------------------------
+
+
+def _png_like(values, name="/data/slice.png") -> MetaTensor:
+    return MetaTensor(torch.tensor(values, dtype=torch.float32)[None, None], meta={"filename_or_obj": name})
+
+
+def test_auto_mode_keeps_8bit_images_on_their_fixed_range():
+    """A dark 8-bit image stays dark: no per-image stretching, unlike percentile scaling."""
+    from monai_anomaly.transforms.intensity import ScaleIntensityByKind
+
+    dark = _png_like(np.linspace(0, 100, 64).reshape(8, 8))
+    out = ScaleIntensityByKind("auto")(dark)
+    assert out.meta["intensity_mode"] == "fixed"
+    assert float(out.max()) == pytest.approx(100 / 255, abs=1e-6) and float(out.min()) == 0.0
+    stretched = ScaleIntensityByKind("percentile", lower=0, upper=100)(dark)
+    assert float(stretched.max()) == pytest.approx(1.0)
+    sixteen = _png_like(np.linspace(0, 4000, 64).reshape(8, 8))  # a 16-bit PNG: 0-65535
+    assert float(ScaleIntensityByKind("auto")(sixteen).max()) == pytest.approx(4000 / 65535, abs=1e-6)
+
+
+def test_auto_mode_windows_ct_and_percentiles_mri():
+    from monai_anomaly.transforms.intensity import ScaleIntensityByKind, resolve_intensity_mode
+
+    rng = np.random.default_rng(0)
+    ct = np.full((1, 16, 16, 8), -1000.0, dtype=np.float32)  # air around a soft-tissue body
+    ct[:, 4:12, 4:12] = 40 + 10 * rng.standard_normal((8, 8, 8))
+    ct = MetaTensor(torch.from_numpy(ct), meta={"filename_or_obj": "/data/ct.nii.gz"})
+    assert resolve_intensity_mode(ct) == "ct"
+    out = ScaleIntensityByKind("auto", ct_window=(-160, 240))(ct)
+    assert out.meta["intensity_mode"] == "ct" and float(out.min()) == 0.0
+    assert float(out[:, 8, 8].mean()) == pytest.approx(0.5, abs=0.05)  # 40 HU is the window's centre
+    mri = _head()
+    assert resolve_intensity_mode(mri) == "percentile"
+    scaled = ScaleIntensityByKind("auto")(mri, (mri > 0).float())
+    assert scaled.meta["intensity_mode"] == "percentile" and float(scaled.max()) == pytest.approx(1.0)
+
+
+def test_intensity_options_are_checked():
+    from monai_anomaly.transforms.intensity import ScaleIntensityByKind, resolve_intensity_mode
+
+    with pytest.raises(ValueError, match="intensity mode"):
+        ScaleIntensityByKind("hounsfield")
+    with pytest.raises(ValueError, match="ct_window"):
+        ScaleIntensityByKind("ct", ct_window=(100, -100))
+    with pytest.raises(ValueError, match="intensity mode"):
+        resolve_intensity_mode(_head(), "nope")
+
+
+def test_dataset_mode_is_one_for_the_training_set(tmp_path):
+    import nibabel as nib
+
+    from monai_anomaly.transforms.intensity import resolve_dataset_intensity_mode
+
+    assert resolve_dataset_intensity_mode([{"image": "a.png"}, {"image": "b.JPG"}]) == "fixed"
+    assert resolve_dataset_intensity_mode(["a.png"], "percentile") == "percentile"
+    with pytest.raises(ValueError, match="mixes 2D image files"):
+        resolve_dataset_intensity_mode(["a.png", "b.nii.gz"])
+    vol = np.asarray(_head()[0])
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "mri.nii.gz")
+    assert resolve_dataset_intensity_mode([str(tmp_path / "mri.nii.gz")]) == "percentile"
+    nib.save(nib.Nifti1Image(np.where(vol > 0, 40.0, -1000.0).astype(np.float32), np.eye(4)), tmp_path / "ct.nii.gz")
+    assert resolve_dataset_intensity_mode([{"image": str(tmp_path / "ct.nii.gz")}]) == "ct"

@@ -141,3 +141,26 @@ def test_volume_anomaly_score_takes_a_2d_map_as_one_slice():
     d = VolumeAnomalyScored(threshold=0.2)({"anomaly_map": m})
     assert d["result"]["slice_scores"] == [0.25]
     assert d["result"]["volume_score"] == 0.25 and d["result"]["prediction"] == "anomalous"
+
+
+def test_volume_score_leaves_out_near_empty_slices_and_masks_the_map():
+    """Slices with almost no head are not scored (as in training); the map is zero outside the foreground."""
+    from monai_anomaly.transforms.postprocessing import VolumeAnomalyScored
+
+    m = torch.full((1, 8, 8, 4), 0.1)
+    m[..., 0] = 5.0  # an empty slice with a large (meaningless) error: it would dominate without the selection
+    m[:, 2:6, 2:6, 2] = 1.0  # a lesion inside the head
+    fg = torch.zeros(1, 8, 8, 4)
+    fg[:, 1:7, 1:7, 1:] = 1.0
+    fg[:, 0, 0, 0] = 1.0  # 1 of 64 pixels: below min_foreground
+    d = VolumeAnomalyScored(aggregation="max", min_foreground=0.05, foreground_key="foreground")(
+        {"anomaly_map": m.clone(), "foreground": fg}
+    )
+    r = d["result"]
+    assert r["scored_slices"] == [1, 2, 3] and r["slice_scores"][0] == 0.0
+    assert r["volume_score"] == pytest.approx(r["slice_scores"][2]) and r["slice_scores"][2] > r["slice_scores"][1]
+    assert float(d["anomaly_map"][fg == 0].abs().max()) == 0.0
+    kept = VolumeAnomalyScored(aggregation="max")({"anomaly_map": m.clone()})["result"]
+    assert kept["volume_score"] == pytest.approx(5.0)  # without a foreground the empty slice wins
+    with pytest.raises(ValueError, match="min_foreground"):
+        VolumeAnomalyScored(min_foreground=1.5)

@@ -1,0 +1,85 @@
+"""Build the 3D part of the embedded demo sample from ../shared/data/ixi_t1_2mm_sample (IXI, CC BY-SA 3.0).
+
+Copies the two healthy IXI T1 volumes (2 mm, uint8) and writes a third file: the second volume with a clearly
+labelled SYNTHETIC lesion (a smooth hyperintense ellipsoid in one hemisphere's white matter) and its mask.
+No real anomalous volume can be shipped (BraTS terms do not grant redistribution), so the demo's 3D part shows the
+volume path (volume score, per-slice scores, NIfTI heatmap) on a synthetic lesion; it is never used for benchmarks.
+
+``manifest.csv`` gives the demo's split: IXI012 trains, IXI015 (healthy) is the validation normal that fits the
+thresholds, and the synthetic-lesion copy of IXI015 is the test volume.
+
+Usage:
+    python tools/make_demo_volumes.py --src ../shared/data/ixi_t1_2mm_sample --dst monai_anomaly/sample_data/volumes
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+TRAIN, HEALTHY = "IXI012-HH-1211_T1", "IXI015-HH-1258_T1"
+LESION = f"{HEALTHY}_SYNTHETIC_LESION"
+
+README = """# Demo volumes (3D part of the embedded sample)
+
+- `{train}.nii.gz`, `{healthy}.nii.gz`: two healthy T1 brain MRI volumes of the IXI dataset (Imperial College London,
+  brain-development.org/ixi-dataset), downsampled to 2 mm uint8 by CBICA/NiChart_Project @ 1a04acb.
+  License: **CC BY-SA 3.0** (acknowledge "IXI project, brain-development.org/ixi-dataset"); these files are shared
+  under the same licence.
+- `{lesion}.nii.gz`: **SYNTHETIC LESION, NOT A REAL PATIENT.** `{healthy}` with a smooth hyperintense ellipsoid
+  (radii {radii} voxels, peak +{gain:.0%} of the local white-matter intensity) added by `tools/make_demo_volumes.py`;
+  `{lesion}_mask.nii.gz` is its mask. For the demo only: never use it to benchmark a method.
+- `manifest.csv`: the demo's split ({train} train, {healthy} validation normal, the synthetic lesion test).
+"""
+
+
+def add_lesion(vol: np.ndarray, center: tuple[int, int, int], radii: tuple[int, int, int], gain: float):
+    """``vol`` with a smooth hyperintense ellipsoid at ``center``; returns (new volume, binary mask)."""
+    grid = np.indices(vol.shape).astype(np.float32)
+    d2 = sum(((grid[i] - center[i]) / radii[i]) ** 2 for i in range(3))
+    profile = np.clip(1.0 - d2, 0.0, 1.0) ** 0.5  # 1 in the centre, 0 at the ellipsoid's surface
+    local = float(np.median(vol[d2 <= 1.0]))
+    out = vol.astype(np.float32) + gain * local * profile
+    return out, (d2 <= 1.0).astype(np.uint8)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", type=Path, default=Path("../shared/data/ixi_t1_2mm_sample"))
+    p.add_argument("--dst", type=Path, default=Path("monai_anomaly/sample_data/volumes"))
+    p.add_argument("--gain", type=float, default=0.8)
+    args = p.parse_args()
+    args.dst.mkdir(parents=True, exist_ok=True)
+    for name in (TRAIN, HEALTHY):
+        shutil.copyfile(args.src / "volumes" / f"{name}.nii.gz", args.dst / f"{name}.nii.gz")
+    img = nib.load(args.dst / f"{HEALTHY}.nii.gz")
+    vol = img.get_fdata(dtype=np.float32)  # the files are uint8 with a scale factor
+    # a white-matter point of one hemisphere, above the lateral ventricles, chosen in RAS voxels and mapped back
+    canon = nib.as_closest_canonical(img)
+    ras_point = np.array([62, 50, 78, 1.0])
+    center = tuple(int(round(c)) for c in (np.linalg.inv(img.affine) @ canon.affine @ ras_point)[:3])
+    radii = (6, 6, 6)
+    lesioned, mask = add_lesion(vol, center, radii, args.gain)
+    out = nib.Nifti1Image(lesioned, img.affine, img.header)  # nibabel rescales into the header's uint8
+    nib.save(out, args.dst / f"{LESION}.nii.gz")
+    nib.save(nib.Nifti1Image(mask, img.affine), args.dst / f"{LESION}_mask.nii.gz")
+    with open(args.dst / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "volume_id", "split", "mask"])
+        w.writerow([f"{TRAIN}.nii.gz", 0, TRAIN, "train", ""])
+        w.writerow([f"{HEALTHY}.nii.gz", 0, HEALTHY, "val", ""])
+        w.writerow([f"{LESION}.nii.gz", 1, LESION, "test", f"{LESION}_mask.nii.gz"])
+    (args.dst / "README.md").write_text(
+        README.format(train=TRAIN, healthy=HEALTHY, lesion=LESION, radii=radii, gain=args.gain)
+    )
+    print(f"wrote {args.dst}: lesion at voxel {center}, {int(mask.sum())} voxels")
+
+
+if __name__ == "__main__":
+    main()
