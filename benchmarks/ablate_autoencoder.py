@@ -131,11 +131,9 @@ def load_split(
 
 def _net(cfg: dict[str, Any], size: int) -> torch.nn.Module:
     if cfg["net"] == "unet":
-        from monai.networks.nets import UNet
+        from monai.networks.nets import BasicUNet
 
-        return UNet(
-            2, 1, 1, channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units=1, norm=("group", {"num_groups": 8})
-        )
+        return BasicUNet(2, 1, 1, features=(16, 32, 64, 128, 256, 16), norm=("group", {"num_groups": 8}))
     if cfg["net"] == "dense":
         return DenseAutoEncoder(2, 1, 1, (size, size), latent_size=cfg["latent_size"], up_mode=cfg["up_mode"])
     return ConvAutoEncoder(2, 1, 1, channels=(16, 32, 64, 128), strides=(2, 2, 2, 2), num_res_units=0, final_act=None)

@@ -7,6 +7,9 @@ from monai_anomaly.cli import AnomalyCLI, _prepare_output, find_bundle, sample_d
 
 def test_sample_data_is_embedded():
     d = sample_data_dir()
+    vols = d / "volumes"
+    assert (vols / "manifest.csv").is_file() and "SYNTHETIC" in (vols / "README.md").read_text()
+    assert len(list(vols.glob("*.nii.gz"))) == 4  # two healthy IXI volumes, the synthetic-lesion copy, its mask
     assert (d / "labels.csv").is_file() and (d / "ATTRIBUTION.md").is_file()
     assert len(list((d / "normal").glob("*.png"))) == 200
     assert len(list((d / "abnormal").glob("*/*.png"))) == 100
@@ -59,4 +62,14 @@ def test_demo_writes_a_report_from_the_embedded_sample(tmp_path):
         assert (ev / f).is_file(), f
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["slice"]["metrics"]["n_normal"] > 0 and metrics["slice"]["metrics"]["n_anomalous"] > 0
+    assert metrics["run_info"]["intensity_mode"] == "percentile"  # MRI volumes: per-volume percentiles
     assert (out / "models" / "model.pt").is_file()
+    # whole scans: a healthy volume and its synthetic-lesion copy, NIfTI heatmaps on the scans' own grid
+    import nibabel as nib
+
+    scans = {s["volume_id"]: s for s in json.loads((out / "infer" / "scores.json").read_text())["scans"]}
+    assert set(scans) == {"IXI015-HH-1258_T1", "IXI015-HH-1258_T1_SYNTHETIC_LESION"}
+    for sc in scans.values():
+        heat = nib.load(sc["anomaly_map"])
+        assert heat.shape == nib.load(sc["path"]).shape == (120, 120, 90)
+        assert sc["prediction"] in ("normal", "anomalous") and sc["scored_slices"]

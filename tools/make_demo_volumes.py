@@ -1,7 +1,7 @@
 """Build the 3D part of the embedded demo sample from ../shared/data/ixi_t1_2mm_sample (IXI, CC BY-SA 3.0).
 
 Copies the two healthy IXI T1 volumes (2 mm, uint8) and writes a third file: the second volume with a clearly
-labelled SYNTHETIC lesion (a smooth hyperintense ellipsoid in one hemisphere's white matter) and its mask.
+labelled SYNTHETIC lesions (three smooth ellipsoids, two brighter and one darker than the tissue) and their mask.
 No real anomalous volume can be shipped (BraTS terms do not grant redistribution), so the demo's 3D part shows the
 volume path (volume score, per-slice scores, NIfTI heatmap) on a synthetic lesion; it is never used for benchmarks.
 
@@ -24,6 +24,8 @@ import numpy as np
 from scipy import ndimage
 
 TRAIN, HEALTHY = "IXI012-HH-1211_T1", "IXI015-HH-1258_T1"
+# (RAS voxel centre, radii in voxels, gain relative to --gain): a hyperintense and two hypointense lesions
+LESIONS = [((62, 50, 78), (6, 6, 6), 1.0), ((28, 62, 68), (5, 6, 5), -0.6), ((45, 40, 88), (5, 5, 4), 1.0)]
 LESION = f"{HEALTHY}_SYNTHETIC_LESION"
 
 README = """# Demo volumes (3D part of the embedded sample)
@@ -32,9 +34,10 @@ README = """# Demo volumes (3D part of the embedded sample)
   brain-development.org/ixi-dataset), downsampled to 2 mm uint8 by CBICA/NiChart_Project @ 1a04acb.
   License: **CC BY-SA 3.0** (acknowledge "IXI project, brain-development.org/ixi-dataset"); these files are shared
   under the same licence.
-- `{lesion}.nii.gz`: **SYNTHETIC LESION, NOT A REAL PATIENT.** `{healthy}` with a smooth hyperintense ellipsoid
-  (radii {radii} voxels, peak +{gain:.0%} of the local white-matter intensity) added by `tools/make_demo_volumes.py`;
-  `{lesion}_mask.nii.gz` is its mask. For the demo only: never use it to benchmark a method.
+- `{lesion}.nii.gz`: **SYNTHETIC LESIONS, NOT A REAL PATIENT.** `{healthy}` with three smooth ellipsoids (two
+  brighter, one darker than the surrounding tissue, by up to {gain:.0%} of its median intensity) added by
+  `tools/make_demo_volumes.py`; `{lesion}_mask.nii.gz` is their mask. For the demo only: never use it to benchmark a
+  method.
 - `manifest.csv`: the demo's split ({train} train, {healthy} validation normal, the synthetic lesion test).
 """
 
@@ -60,12 +63,15 @@ def main() -> None:
         shutil.copyfile(args.src / "volumes" / f"{name}.nii.gz", args.dst / f"{name}.nii.gz")
     img = nib.load(args.dst / f"{HEALTHY}.nii.gz")
     vol = img.get_fdata(dtype=np.float32)  # the files are uint8 with a scale factor
-    # a white-matter point of one hemisphere, above the lateral ventricles, chosen in RAS voxels and mapped back
+    # three lesions at different axial levels, chosen in RAS voxels (white matter and deep grey matter of both
+    # hemispheres) and mapped back to the file's voxel grid
     canon = nib.as_closest_canonical(img)
-    ras_point = np.array([62, 50, 78, 1.0])
-    center = tuple(int(round(c)) for c in (np.linalg.inv(img.affine) @ canon.affine @ ras_point)[:3])
-    radii = (6, 6, 6)
-    lesioned, mask = add_lesion(vol, center, radii, args.gain)
+    to_file = np.linalg.inv(img.affine) @ canon.affine
+    lesioned, mask = vol, np.zeros(vol.shape, dtype=np.uint8)
+    for ras, radii, gain in LESIONS:
+        center = tuple(int(round(c)) for c in (to_file @ np.array([*ras, 1.0]))[:3])
+        lesioned, m = add_lesion(lesioned, center, radii, gain * args.gain)
+        mask |= m
     out = nib.Nifti1Image(lesioned, img.affine, img.header)  # nibabel rescales into the header's uint8
     nib.save(out, args.dst / f"{LESION}.nii.gz")
     nib.save(nib.Nifti1Image(mask, img.affine), args.dst / f"{LESION}_mask.nii.gz")
@@ -75,10 +81,8 @@ def main() -> None:
         w.writerow([f"{TRAIN}.nii.gz", 0, TRAIN, "train", ""])
         w.writerow([f"{HEALTHY}.nii.gz", 0, HEALTHY, "val", ""])
         w.writerow([f"{LESION}.nii.gz", 1, LESION, "test", f"{LESION}_mask.nii.gz"])
-    (args.dst / "README.md").write_text(
-        README.format(train=TRAIN, healthy=HEALTHY, lesion=LESION, radii=radii, gain=args.gain)
-    )
-    print(f"wrote {args.dst}: lesion at voxel {center}, {int(mask.sum())} voxels")
+    (args.dst / "README.md").write_text(README.format(train=TRAIN, healthy=HEALTHY, lesion=LESION, gain=args.gain))
+    print(f"wrote {args.dst}: {len(LESIONS)} lesions, {int(mask.sum())} voxels")
 
 
 if __name__ == "__main__":

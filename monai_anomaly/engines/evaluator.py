@@ -146,7 +146,10 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             ``data_range``).
         score_method: one of :data:`~monai_anomaly.scoring.slice_scores.SLICE_SCORE_METHODS`.
         score_kwargs: ``k`` / ``q`` of ``slice_scores``.
-        foreground_key: batch key of a foreground mask: the map is 0 outside it and only its pixels are scored.
+        foreground_key: batch key of a foreground mask: the map is 0 outside it.
+        score_region: with a foreground, ``"foreground"`` scores the mean (or max...) over its pixels only;
+            ``"image"`` over the whole slice, the map being 0 outside the foreground (the published convention: a
+            slice's score is its total in-body error over the slice area).
         loss_function: per-sample reconstruction loss (``reduction="none"``); default ``ReconstructionLoss("l1",
             reduction="none")``.
         image_key: the image key, used by the default ``prepare_batch``.
@@ -178,6 +181,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         score_method: str = "mean",
         score_kwargs: Mapping[str, Any] | None = None,
         foreground_key: str | None = None,
+        score_region: str = "foreground",
         loss_function: Callable | None = None,
         image_key: str = AnomalyKeys.IMAGE,
         prepare_batch: Callable | None = None,
@@ -237,6 +241,9 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         self.map_kwargs = dict(map_kwargs or {})
         self.score_method = score_method
         self.score_kwargs = dict(score_kwargs or {})
+        if score_region not in ("foreground", "image"):
+            raise ValueError(f"score_region must be 'foreground' or 'image', got {score_region!r}")
+        self.score_region = score_region
         self.foreground_key = foreground_key
         self.recon_loss_fn = ReconstructionLoss("l1", reduction="none") if loss_function is None else loss_function
 
@@ -268,7 +275,8 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             amap = compute_anomaly_map(
                 inputs, recon, method=engine.map_method, foreground=foreground, **engine.map_kwargs
             )
-            scores = slice_scores(amap, method=engine.score_method, mask=foreground, **engine.score_kwargs)
+            mask = foreground if engine.score_region == "foreground" else None
+            scores = slice_scores(amap, method=engine.score_method, mask=mask, **engine.score_kwargs)
             recon_loss = torch.as_tensor(engine.recon_loss_fn(recon, targets)).detach().reshape(-1)
         n = inputs.shape[0]
         label = self._batch_value(batchdata, AnomalyKeys.LABEL)

@@ -288,6 +288,8 @@ class VolumeAnomalyScore(Transform):
         min_foreground: with a foreground ``mask``, slices whose foreground fraction is below this are not scored
             (the same selection as training, which never saw near-empty slices): their score is reported as 0.0,
             they are left out of the volume score, and ``scored_slices`` lists the slices that were scored.
+        score_region: with a ``mask``, ``"foreground"`` scores each slice over its foreground pixels only, ``"image"``
+            over the whole slice (the map should then be 0 outside the foreground, as the dictionary version makes it).
 
     Example:
         >>> m = torch.zeros(1, 8, 8, 4); m[..., 3] = 1.0
@@ -309,7 +311,11 @@ class VolumeAnomalyScore(Transform):
         aggregation_kwargs: Mapping[str, Any] | None = None,
         volume_threshold: float | None = None,
         min_foreground: float = 0.0,
+        score_region: str = "foreground",
     ) -> None:
+        if score_region not in ("foreground", "image"):
+            raise ValueError(f"score_region must be 'foreground' or 'image', got {score_region!r}")
+        self.score_region = score_region
         if not 0.0 <= float(min_foreground) < 1.0:
             raise ValueError(f"min_foreground must be in [0, 1), got {min_foreground}")
         self.min_foreground = float(min_foreground)
@@ -348,7 +354,13 @@ class VolumeAnomalyScore(Transform):
         if mask is not None:
             mk = _tensor(mask).to(m.device)
             msk = (mk.expand_as(m) if mk.ndim == 4 else mk).movedim(dim, 0)
-        s = slice_scores(slices, method=self.scorer.score_method, k=self.scorer.k, q=self.scorer.q, mask=msk)
+        s = slice_scores(
+            slices,
+            method=self.scorer.score_method,
+            k=self.scorer.k,
+            q=self.scorer.q,
+            mask=msk if self.score_region == "foreground" else None,
+        )
         s = s.detach().cpu().double()
         keep = torch.ones(len(s), dtype=torch.bool)
         if msk is not None and self.min_foreground > 0:
@@ -392,6 +404,7 @@ class VolumeAnomalyScored(MapTransform):
         volume_threshold: threshold on the volume score.
         foreground_key: optional mask key; only its voxels count, and the map is set to 0 outside it (``mask_map``).
         min_foreground: slices with less foreground than this are not scored (see :class:`VolumeAnomalyScore`).
+        score_region: ``"foreground"`` or ``"image"`` (see :class:`VolumeAnomalyScore`).
         mask_map: zero the map outside the foreground, so the written heatmap shows only what was scored.
         result_key: where the JSON-able result goes.
         allow_missing_keys: skip a missing map.
@@ -421,12 +434,22 @@ class VolumeAnomalyScored(MapTransform):
         allow_missing_keys: bool = False,
         min_foreground: float = 0.0,
         mask_map: bool = True,
+        score_region: str = "foreground",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"VolumeAnomalyScored takes one map key, got {self.keys}")
         self.scorer = VolumeAnomalyScore(
-            axis, slice_method, aggregation, threshold, k, q, aggregation_kwargs, volume_threshold, min_foreground
+            axis,
+            slice_method,
+            aggregation,
+            threshold,
+            k,
+            q,
+            aggregation_kwargs,
+            volume_threshold,
+            min_foreground,
+            score_region,
         )
         self.foreground_key = foreground_key
         self.mask_map = mask_map
