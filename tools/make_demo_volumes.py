@@ -21,7 +21,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 TRAIN, HEALTHY = "IXI012-HH-1211_T1", "IXI015-HH-1258_T1"
 # (RAS voxel centre, radii in voxels, gain relative to --gain): a hyperintense and two hypointense lesions
