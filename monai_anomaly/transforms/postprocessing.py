@@ -289,7 +289,8 @@ class VolumeAnomalyScore(Transform):
             (the same selection as training, which never saw near-empty slices): their score is reported as 0.0,
             they are left out of the volume score, and ``scored_slices`` lists the slices that were scored.
         score_region: with a ``mask``, ``"foreground"`` scores each slice over its foreground pixels only, ``"image"``
-            over the whole slice (the map should then be 0 outside the foreground, as the dictionary version makes it).
+            over the whole slice (the map should then be 0 outside the foreground, as the dictionary version makes it);
+            a ``"mean"`` over the whole slice is taken over the slice padded to a square, as the network saw it.
 
     Example:
         >>> m = torch.zeros(1, 8, 8, 4); m[..., 3] = 1.0
@@ -362,6 +363,11 @@ class VolumeAnomalyScore(Transform):
             mask=msk if self.score_region == "foreground" else None,
         )
         s = s.detach().cpu().double()
+        if self.score_region == "image" and self.scorer.score_method == "mean":
+            # training and evaluation see each slice padded to a square (aspect kept): average over that square, so
+            # that scores of non-square slices are on the same scale as the threshold fitted at validation
+            h, w = slices.shape[-2:]
+            s = s * (h * w) / float(max(h, w) ** 2)
         keep = torch.ones(len(s), dtype=torch.bool)
         if msk is not None and self.min_foreground > 0:
             keep = (msk[:, :1] > 0).flatten(1).double().mean(1).cpu() >= self.min_foreground

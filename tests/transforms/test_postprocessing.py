@@ -164,3 +164,17 @@ def test_volume_score_leaves_out_near_empty_slices_and_masks_the_map():
     assert kept["volume_score"] == pytest.approx(5.0)  # without a foreground the empty slice wins
     with pytest.raises(ValueError, match="min_foreground"):
         VolumeAnomalyScored(min_foreground=1.5)
+
+
+def test_whole_slice_mean_is_taken_over_the_square_the_network_saw():
+    """A non-square slice is padded to a square for the network: its 'image' mean matches that padded square's."""
+    from monai_anomaly.inferers.slice import fit_to_square
+    from monai_anomaly.transforms.postprocessing import VolumeAnomalyScore
+
+    m = torch.zeros(1, 30, 40, 1)
+    m[:, 10:20, 10:30] = 1.0
+    fg = torch.ones_like(m)
+    r = VolumeAnomalyScore(score_region="image", aggregation="mean")(m, fg)
+    padded, _ = fit_to_square(m[..., 0][None], (40, 40))
+    assert r["volume_score"] == pytest.approx(float(padded.mean()), rel=1e-4)
+    assert VolumeAnomalyScore(aggregation="mean")(m, fg)["volume_score"] == pytest.approx(200 / 1200)
