@@ -33,6 +33,7 @@ __all__ = [
     "build_brainomaly",
     "build_volumes_csv",
     "build_manifest",
+    "is_inside_folder",
 ]
 
 IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -322,8 +323,40 @@ def build_brainomaly(root: str | os.PathLike, skip_bad: bool = False, skip_log: 
     return items
 
 
-def _rows_to_items(fields: list[str], rows: list[dict], csv_path: Path, base: Path, log: SkipLog) -> list[dict]:
-    """Items from CSV rows (manifest or labels.csv); paths relative to ``base``; missing files are bad input."""
+def is_inside_folder(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether ``path`` lies in the folder ``root``.
+
+    True when its normalised absolute path is under ``root``'s (``..`` taken into account, symbolic links inside
+    ``root`` accepted as they are), or when it is with both paths' symbolic links resolved (``root`` reached through
+    a link, and the file named by its real path).
+
+    Example:
+        >>> is_inside_folder("/data/set/a/../b.png", "/data/set"), is_inside_folder("/data/set/../x.png", "/data/set")
+        (True, False)
+    """
+    lexical = Path(os.path.normpath(os.path.abspath(path)))
+    if lexical.is_relative_to(Path(os.path.normpath(os.path.abspath(root)))):
+        return True
+    return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root)))
+
+
+def _listed_path(value: str, base: Path, allow_outside: bool, csv_path: Path, line: int) -> Path:
+    """The file a CSV row names: ``value`` relative to ``base`` (or absolute), refused outside ``base``."""
+    path = base / value
+    if not allow_outside and not is_inside_folder(path, base):
+        raise BadInputError(
+            csv_path,
+            f"line {line}: path {value!r} is outside the dataset folder {base} (paths in a manifest must stay "
+            "inside its folder; pass allow_outside=True to allow others)",
+        )
+    return path
+
+
+def _rows_to_items(
+    fields: list[str], rows: list[dict], csv_path: Path, base: Path, log: SkipLog, allow_outside: bool = False
+) -> list[dict]:
+    """Items from CSV rows (manifest or labels.csv); paths relative to ``base`` and, unless ``allow_outside``,
+    inside ``base``; missing files are bad input."""
     pcol = next((c for c in ("path", "image") if c in fields), None)
     missing = [n for n, ok in (("path (or image)", pcol is not None), ("label", "label" in fields)) if not ok]
     if missing:
@@ -332,8 +365,8 @@ def _rows_to_items(fields: list[str], rows: list[dict], csv_path: Path, base: Pa
     for n, row in enumerate(rows, start=2):
         if not row.get(pcol):
             continue
-        image = base / row[pcol]
         try:
+            image = _listed_path(row[pcol], base, allow_outside, csv_path, n)
             if not image.exists():
                 raise BadInputError(image, f"listed in {csv_path} (line {n}) but does not exist")
             try:
@@ -344,7 +377,7 @@ def _rows_to_items(fields: list[str], rows: list[dict], csv_path: Path, base: Pa
                 raise BadInputError(csv_path, f"line {n}: label {label} is not 0 (normal), 1 (anomalous) or -1")
             mask = row.get("mask") or None
             if mask is not None:
-                mask = base / mask
+                mask = _listed_path(mask, base, allow_outside, csv_path, n)
                 if not mask.exists():
                     raise BadInputError(mask, f"mask listed in {csv_path} (line {n}) does not exist")
         except BadInputError as e:
@@ -369,22 +402,31 @@ def _rows_to_items(fields: list[str], rows: list[dict], csv_path: Path, base: Pa
     return items
 
 
-def build_manifest(path: str | os.PathLike, skip_bad: bool = False, skip_log: SkipLog | None = None) -> list[dict]:
+def build_manifest(
+    path: str | os.PathLike, skip_bad: bool = False, skip_log: SkipLog | None = None, allow_outside: bool = False
+) -> list[dict]:
     """Items of a CSV manifest: columns ``path`` (or ``image``) and ``label``, optional ``volume_id`` (or ``case_id``
     / ``subject_id``), ``group`` (or ``dhash_group``), ``split``, ``mask``, ``slice_index``, ``cls``, ``role``.
 
-    Relative paths are resolved against the CSV's folder. Role defaults to ``normal`` for label 0 outside the test
-    split, ``mixed`` for label -1 and ``eval`` otherwise.
+    Relative paths are resolved against the CSV's folder. Every listed image and mask must lie inside that folder (a
+    ``..`` escape or an absolute path elsewhere is refused) unless ``allow_outside``. Role defaults to ``normal`` for
+    label 0 outside the test split, ``mixed`` for label -1 and ``eval`` otherwise.
+
+    Args:
+        path: the CSV file.
+        skip_bad: skip (warn and record) bad rows instead of raising.
+        skip_log: where to record skipped rows (a new one with ``skip_bad`` when ``None``).
+        allow_outside: accept listed files outside the manifest's folder.
 
     Raises:
-        BadInputError: a missing required column, a bad label, or a listed file that does not exist (that row is
-            skipped and recorded with ``skip_bad``).
+        BadInputError: a missing required column, a bad label, a listed file outside the manifest's folder, or one
+            that does not exist (that row is skipped and recorded with ``skip_bad``).
     """
     path = Path(path)
     log = skip_log if skip_log is not None else SkipLog(skip_bad)
     if not path.is_file():
         raise BadInputError(path, "no such manifest file")
-    return _rows_to_items(*_read_csv(path), path, path.parent, log)
+    return _rows_to_items(*_read_csv(path), path, path.parent, log, allow_outside)
 
 
 def _volume_candidates(root: Path) -> list[Path]:
@@ -404,22 +446,25 @@ def build_volumes_csv(
     skip_bad: bool = False,
     skip_log: SkipLog | None = None,
     default_label: int | None = None,
+    allow_outside: bool = False,
 ) -> list[dict]:
     """Items of a folder of volumes (``.nii``, ``.nii.gz``, DICOM series sub-folders), with or without labels.csv.
 
     With ``root/labels.csv`` (columns ``image`` or ``path``, ``label``; optional ``mask``, ``case_id`` /
     ``subject_id`` / ``volume_id``, ``group``, ``split``, ``cls``) the rows are the items, as in
-    ``brats2018_sample`` (``volumes/*.nii.gz``, ``masks/*.nii.gz``, ``labels.csv``). Without one, every volume in
-    ``root/volumes/``, ``root/series/`` and ``root`` becomes an item labelled ``default_label``.
+    ``brats2018_sample`` (``volumes/*.nii.gz``, ``masks/*.nii.gz``, ``labels.csv``); the files it lists must lie
+    inside ``root`` unless ``allow_outside``. Without one, every volume in ``root/volumes/``, ``root/series/`` and
+    ``root`` becomes an item labelled ``default_label``.
 
     Raises:
-        BadInputError: no labels.csv and no ``default_label``, no volumes, or a bad row (skipped with ``skip_bad``).
+        BadInputError: no labels.csv and no ``default_label``, no volumes, or a bad row (e.g. a file outside
+            ``root``; skipped with ``skip_bad``).
     """
     root = Path(root)
     log = skip_log if skip_log is not None else SkipLog(skip_bad)
     csv_path = root / "labels.csv"
     if csv_path.is_file():
-        return _rows_to_items(*_read_csv(csv_path), csv_path, root, log)
+        return _rows_to_items(*_read_csv(csv_path), csv_path, root, log, allow_outside)
     vols = _volume_candidates(root)
     if not vols:
         raise BadInputError(root, "no NIfTI volumes or DICOM series folders found (volumes_csv layout)")
@@ -476,6 +521,7 @@ def build_datalist(
     layout: str | Layout = "auto",
     skip_bad: bool = False,
     default_label: int | None = None,
+    allow_outside: bool = False,
 ) -> Datalist:
     """Read a data set into a :class:`Datalist`, detecting its layout unless ``layout`` names one.
 
@@ -485,13 +531,15 @@ def build_datalist(
             ``brainomaly``, ``volumes_csv``, ``manifest``).
         skip_bad: skip (warn and record in ``Datalist.skipped``) bad files instead of raising.
         default_label: label for the volumes of a ``volumes_csv`` folder that has no labels.csv.
+        allow_outside: let a manifest (or a ``volumes_csv`` labels.csv) list files outside its folder; by default a
+            path that resolves elsewhere (``..`` escapes, absolute paths) is refused.
 
     Returns:
         the items (sorted as found), the layout, the root and the skipped inputs.
 
     Raises:
         BadInputError: a missing or empty folder, no matching layout, a bad manifest, or (unless ``skip_bad``) a bad
-            file; the message names the path and the problem.
+            file or a listed path outside the folder; the message names the path and the problem.
 
     Example:
         >>> dl = build_datalist("/data/brats2018_sample")  # doctest: +SKIP
@@ -502,7 +550,11 @@ def build_datalist(
     _check_folder(root)
     lay = detect_layout(root) if str(layout) == "auto" else Layout(layout)
     log = SkipLog(skip_bad)
-    kwargs = {"default_label": default_label} if lay == Layout.VOLUMES_CSV else {}
+    kwargs: dict = {}
+    if lay == Layout.VOLUMES_CSV:
+        kwargs = {"default_label": default_label, "allow_outside": allow_outside}
+    elif lay == Layout.MANIFEST:
+        kwargs = {"allow_outside": allow_outside}
     items = _BUILDERS[lay](root, skip_log=log, **kwargs)
     if not items:
         raise BadInputError(root, f"no usable images found ({lay.value} layout)")

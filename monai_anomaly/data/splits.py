@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_anomaly.data.layouts import is_inside_folder
 from monai_anomaly.utils.enums import AnomalyKeys, Role
 from monai_anomaly.utils.errors import BadInputError
 
@@ -251,7 +252,8 @@ def write_datalist(
         path: the JSON file to write (its folder is created).
         split_items: ``{"train": [...], "val": [...], "test": [...]}`` (the output of :func:`split_datalist`).
         relative: write ``image``/``mask`` paths relative to the JSON file's folder (so the data and the JSON can move
-            together); otherwise as they are.
+            together); otherwise as they are. Data outside that folder gives paths starting with ``..``, which
+            :func:`read_datalist` refuses unless ``allow_outside=True``: keep the JSON in (or above) the data folder.
         metadata: extra top-level keys (``name``, ``description``, ...).
 
     Returns:
@@ -286,12 +288,21 @@ def write_datalist(
     return path
 
 
-def read_datalist(path: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> dict[str, list[dict]]:
+def read_datalist(
+    path: str | os.PathLike, base_dir: str | os.PathLike | None = None, allow_outside: bool = False
+) -> dict[str, list[dict]]:
     """Read a datalist JSON file into ``{"train", "val", "test"}``; relative ``image``/``mask`` paths are resolved
     against ``base_dir`` (default: the JSON file's folder). Missing keys give empty lists.
 
+    Args:
+        path: the JSON file.
+        base_dir: the folder relative paths start from, and that every path must lie in (default: the file's folder).
+        allow_outside: accept ``image``/``mask`` paths outside ``base_dir`` (``..`` escapes, absolute paths
+            elsewhere), e.g. a datalist written by :func:`write_datalist` away from its data.
+
     Raises:
-        BadInputError: the file is missing, not JSON, or not a datalist.
+        BadInputError: the file is missing, not JSON, or not a datalist, or (unless ``allow_outside``) a path in it
+            lies outside ``base_dir``; the message names the file, the entry and the path.
 
     Example:
         >>> train = read_datalist("datalist.json")["train"]  # doctest: +SKIP
@@ -305,16 +316,25 @@ def read_datalist(path: str | os.PathLike, base_dir: str | os.PathLike | None = 
         raise BadInputError(path, f"not a readable JSON file ({e})") from e
     if not isinstance(doc, dict) or not any(k in doc for k in JSON_KEYS.values()):
         raise BadInputError(path, f"not a datalist (expected keys {list(JSON_KEYS.values())})")
-    base = Path(base_dir) if base_dir is not None else path.parent.absolute()
+    base = Path(base_dir).absolute() if base_dir is not None else path.parent.absolute()
     out: dict[str, list[dict]] = {}
     for s, key in JSON_KEYS.items():
         rows = doc.get(key) or []
         items = []
-        for row in rows:
+        for n, row in enumerate(rows):
             row = {AnomalyKeys.IMAGE.value: row} if isinstance(row, str) else dict(row)
             for k in _PATH_KEYS:
-                if row.get(k) and not os.path.isabs(row[k]):
-                    row[k] = os.path.normpath(os.path.join(base, row[k]))
+                if not row.get(k):
+                    continue
+                value = str(row[k])
+                if not os.path.isabs(value):
+                    row[k] = os.path.normpath(os.path.join(base, value))
+                if not allow_outside and not is_inside_folder(row[k], base):
+                    raise BadInputError(
+                        path,
+                        f"{key}[{n}]: {k} {value!r} is outside the dataset folder {base} (pass allow_outside=True "
+                        "to allow paths elsewhere)",
+                    )
             items.append(row)
         out[s] = items
     return out

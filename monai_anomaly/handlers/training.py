@@ -14,6 +14,7 @@ from monai_anomaly.engines.utils import find_latest_checkpoint
 from monai_anomaly.metrics.thresholds import LABEL_FREE_METHODS, Threshold, fit_threshold
 from monai_anomaly.scoring.aggregation import AGGREGATION_METHODS, aggregate_scores
 from monai_anomaly.scoring.calibration import NormalCalibrator
+from monai_anomaly.utils.checkpoints import load_checkpoint
 from monai_anomaly.utils.enums import AnomalyKeys
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -267,13 +268,24 @@ class ThresholdFitter:
         return f"{self.__class__.__name__}(method={self.method!r}, split={self.split!r}, threshold={self.threshold})"
 
 
+def _saved_fitter(path: str | os.PathLike, key: str, map_location: Any) -> ThresholdFitter:
+    """The :class:`ThresholdFitter` saved under ``key`` in a checkpoint, read safely."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if not isinstance(ckpt, Mapping) or key not in ckpt:
+        found = sorted(map(str, ckpt)) if isinstance(ckpt, Mapping) else f"a {type(ckpt).__name__}, not a dict"
+        raise KeyError(f"{path}: checkpoint has no {key!r} entry (keys: {found})")
+    fitter = ThresholdFitter()
+    fitter.load_state_dict(ckpt[key])
+    return fitter
+
+
 def load_fitted_threshold(
     path: str | os.PathLike, key: str = "threshold", map_location: Any = "cpu"
 ) -> tuple[Threshold | None, NormalCalibrator | None]:
     """Read the threshold and calibrator that a :class:`ThresholdFitter` saved in a checkpoint.
 
     Args:
-        path: the checkpoint (``torch.load(..., weights_only=True)`` is used).
+        path: the checkpoint (read with :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`: plain data only).
         key: the fitter's key in the checkpoint's ``save_dict``.
         map_location: ``torch.load`` map location.
 
@@ -281,13 +293,10 @@ def load_fitted_threshold(
         ``(threshold, calibrator)``, each ``None`` if it was never fitted.
 
     Raises:
+        BadInputError: the file cannot be loaded (missing, not a checkpoint, or not plain data); the message names it.
         KeyError: the checkpoint has no ``key`` entry.
     """
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if key not in ckpt:
-        raise KeyError(f"{path}: checkpoint has no {key!r} entry (keys: {sorted(ckpt)})")
-    fitter = ThresholdFitter()
-    fitter.load_state_dict(ckpt[key])
+    fitter = _saved_fitter(path, key, map_location)
     return fitter.threshold, fitter.calibrator
 
 
@@ -297,18 +306,21 @@ def load_volume_threshold(
     """The volume threshold and its rule (how it was obtained) that a :class:`ThresholdFitter` saved.
 
     Returns ``(None, "")`` for a checkpoint saved before volume thresholds existed.
+
+    Raises:
+        BadInputError: the file cannot be loaded (see :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`).
+        KeyError: the checkpoint has no ``key`` entry.
     """
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if key not in ckpt:
-        raise KeyError(f"{path}: checkpoint has no {key!r} entry (keys: {sorted(ckpt)})")
-    fitter = ThresholdFitter()
-    fitter.load_state_dict(ckpt[key])
+    fitter = _saved_fitter(path, key, map_location)
     return fitter.volume_threshold, fitter.volume_rule
 
 
 class ResumeFromLatestCheckpoint:
     """Config-friendly resume: at ``STARTED`` load the newest checkpoint of ``load_dir`` with MONAI's
     ``CheckpointLoader`` (``weights_only=True``), or start fresh when there is none.
+
+    The file is first checked with :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`, so a truncated, foreign
+    or unsafe checkpoint stops the run with a :class:`~monai_anomaly.utils.errors.BadInputError` naming it.
 
     Put it first in a bundle's ``train_handlers`` with the same objects as the ``CheckpointSaver``'s ``save_dict``;
     an interrupted run then continues from its last saved epoch.
@@ -352,6 +364,9 @@ class ResumeFromLatestCheckpoint:
             logger.info("no checkpoint in %s: starting from scratch", self.load_dir)
             return
         logger.info("resuming from %s", path)
+        # read it once on the CPU first: a bad file then fails with a plain message naming it (MONAI's loader would
+        # pass on PyTorch's advice to load it unsafely)
+        load_checkpoint(path, map_location="cpu")
         CheckpointLoader(path, self.load_dict, map_location=self.map_location, strict=self.strict)(engine)
         self.loaded_path = path
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import torch
+from monai_anomaly.utils.checkpoints import load_checkpoint
 
 __all__ = ["ModelSettings", "load_model_settings"]
 
@@ -66,9 +66,14 @@ class ModelSettings:
 
 
 def load_model_settings(path: str | os.PathLike, key: str = "settings") -> dict[str, Any]:
-    """The settings saved in a checkpoint (``{}`` when the file is missing or has none, e.g. an older model)."""
+    """The settings saved in a checkpoint (``{}`` when the file is missing or has none, e.g. an older model).
+
+    Raises:
+        BadInputError: the file exists but cannot be loaded safely (see
+            :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`); the message names it.
+    """
     if not os.path.isfile(path):
         return {}
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path, map_location="cpu")
     value = ckpt.get(key) if isinstance(ckpt, Mapping) else None
     return dict(value) if isinstance(value, Mapping) else {}

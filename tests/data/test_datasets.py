@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import logging
+import pickle
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.data import DataLoader
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, RandFlipd
+from monai.data import DataLoader, MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, RandFlipd, ScaleIntensityd
 from PIL import Image
 
-from monai_anomaly.data.datasets import SliceDataset
+from monai_anomaly.data.datasets import SliceDataset, transform_fingerprint
 from monai_anomaly.data.layouts import build_datalist
 from monai_anomaly.utils.errors import BadInputError
 
@@ -23,17 +25,28 @@ def _volume(path: Path, depth: int, seed: int) -> dict:
 
 
 class Slicer:
-    """A volume-level transform returning a list of 2D slice dicts, counting its calls."""
+    """A volume-level transform returning a list of 2D slice dicts (every ``every``-th), counting its calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: int = 1) -> None:
         self.calls = 0
+        self.every = every
 
     def __call__(self, d: dict) -> list[dict]:
         self.calls += 1
         img = d["image"]
         if img.ndim == 3:  # a 2D image: one "slice"
             return [dict(d)]
-        return [{**d, "image": img[..., k], "slice_index": k} for k in range(img.shape[-1])]
+        return [{**d, "image": img[..., k], "slice_index": k} for k in range(0, img.shape[-1], self.every)]
+
+
+class Planted:
+    """A pickle payload: unpickling it creates ``marker`` (what an attacker's code would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
 
 
 def _volume_transform(slicer):
@@ -82,13 +95,135 @@ def test_disk_cache_is_reused(volumes, tmp_path):
     cache = tmp_path / "cache"
     first = Slicer()
     ds1 = SliceDataset(volumes, _volume_transform(first), cache_dir=cache)
-    assert first.calls == 2 and len(list(cache.glob("*.pt"))) == 2
+    assert first.calls == 2 and len(list(cache.glob("*.npz"))) == 2 and not list(cache.glob("*.pt"))
     second = Slicer()
     ds2 = SliceDataset(volumes, _volume_transform(second), cache_dir=cache, num_workers=2)
     assert second.calls == 0  # read back from disk
     assert len(ds2) == len(ds1) == 7
     assert torch.equal(ds2[5]["image"], ds1[5]["image"])
     assert ds2[5]["image"].meta["filename_or_obj"] == volumes[1]["image"]  # metadata survives the disk cache
+
+
+def _same_slices(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert set(x) == set(y) and x["volume_id"] == y["volume_id"] and x["slice_index"] == y["slice_index"]
+        assert isinstance(y["image"], MetaTensor) and torch.equal(x["image"].as_tensor(), y["image"].as_tensor())
+        assert y["image"].meta["filename_or_obj"] == x["image"].meta["filename_or_obj"]
+        assert torch.equal(y["image"].affine, x["image"].affine)
+
+
+def _plant_pickle(path: Path, marker: Path) -> None:
+    with open(path, "wb") as f:
+        pickle.dump({"image": Planted(marker)}, f)
+
+
+def _plant_torch_save(path: Path, marker: Path) -> None:
+    with open(path, "wb") as f:  # a file object: torch.save would not write to a name ending in .npz otherwise
+        torch.save({"image": Planted(marker)}, f)
+
+
+def _plant_object_array(path: Path, marker: Path) -> None:
+    with open(path, "wb") as f:  # an .npz whose array is a pickle of Python objects
+        np.savez(f, a0=np.array([Planted(marker)], dtype=object), __meta__=np.frombuffer(b"{}", np.uint8))
+
+
+@pytest.mark.parametrize("plant", [_plant_pickle, _plant_torch_save, _plant_object_array])
+def test_planted_pickles_in_the_cache_never_run(volumes, tmp_path, caplog, plant):
+    cache = tmp_path / "cache"
+    ds1 = SliceDataset(volumes, _volume_transform(Slicer()), cache_dir=cache)
+    files = sorted(cache.iterdir())
+    assert len(files) == 2
+    # the payload is live: loading it the unsafe way does run it
+    control = tmp_path / "control"
+    plant(tmp_path / "probe.bin", control)
+    if plant is _plant_object_array:
+        np.load(tmp_path / "probe.bin", allow_pickle=True)["a0"]
+    elif plant is _plant_torch_save:
+        torch.load(tmp_path / "probe.bin", weights_only=False)
+    else:
+        pickle.loads((tmp_path / "probe.bin").read_bytes())
+    assert control.exists()
+
+    marker = tmp_path / "PWNED"
+    for f in files:
+        plant(f, marker)
+    again = Slicer()
+    with caplog.at_level(logging.WARNING, logger="monai_anomaly"):
+        ds2 = SliceDataset(volumes, _volume_transform(again), cache_dir=cache, num_workers=2)
+        items = [ds2[i] for i in range(len(ds2))]
+        batch = next(iter(DataLoader(ds2, batch_size=len(ds2))))
+    assert not marker.exists()  # nothing ran
+    assert again.calls == 2  # both planted files were ignored and the slices recomputed
+    warned = [r.getMessage() for r in caplog.records if "ignoring slice cache file" in r.getMessage()]
+    assert len(warned) == 2 and not any("allow_pickle" in w or "trust" in w for w in warned)
+    _same_slices(ds1.slices, items)
+    assert batch["image"].shape == (7, 1, 12, 10)
+    third = Slicer()
+    _same_slices(ds1.slices, SliceDataset(volumes, _volume_transform(third), cache_dir=cache).slices)
+    assert third.calls == 0 and not marker.exists()  # the planted files were replaced by good ones
+
+
+def test_corrupt_or_foreign_cache_files_are_recomputed(volumes, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    ds1 = SliceDataset(volumes, _volume_transform(Slicer()), cache_dir=cache)
+    first, second = sorted(cache.iterdir())
+    first.write_bytes(first.read_bytes()[:100])  # truncated
+    second.write_bytes(b"")  # empty
+    again = Slicer()
+    with caplog.at_level(logging.WARNING, logger="monai_anomaly"):
+        ds2 = SliceDataset(volumes, _volume_transform(again), cache_dir=cache)
+    assert again.calls == 2
+    assert sum("ignoring slice cache file" in r.getMessage() for r in caplog.records) == 2
+    _same_slices(ds1.slices, ds2.slices)
+    # a good cache file of another item, copied over this one's name, is not taken for it
+    a, b = sorted(cache.iterdir())
+    b.write_bytes(a.read_bytes())
+    third = Slicer()
+    _same_slices(ds1.slices, SliceDataset(volumes, _volume_transform(third), cache_dir=cache).slices)
+    assert third.calls == 1
+
+
+def test_cache_key_follows_the_volume_transform(volumes, tmp_path):
+    cache = tmp_path / "cache"
+    SliceDataset(volumes, _volume_transform(Slicer()), cache_dir=cache)
+    changed = Slicer(every=2)
+    ds = SliceDataset(volumes, _volume_transform(changed), cache_dir=cache)
+    assert changed.calls == 2 and [s["slice_index"] for s in ds.slices] == [0, 2, 0, 2]  # not the old slices
+    extra = Slicer()
+    SliceDataset(volumes, Compose([_volume_transform(extra), ScaleIntensityd("image")]), cache_dir=cache)
+    assert extra.calls == 2
+    assert len(list(cache.glob("*.npz"))) == 6
+
+    def fp(scale: float) -> str:
+        return transform_fingerprint(Compose([LoadImaged("image"), lambda d: {**d, "image": d["image"] * scale}]))
+
+    assert fp(2.0) == fp(2.0) and fp(2.0) != fp(3.0)  # a closure's values count
+    loader = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image")])
+    before = transform_fingerprint(loader)
+    loader(volumes[0])  # MONAI's readers remember the last file: that is not configuration
+    assert transform_fingerprint(loader) == before
+
+
+def test_values_the_cache_cannot_store_are_recomputed(volumes, tmp_path, caplog):
+    def with_object(d):
+        return {**d, "image": torch.ones(1, 2, 2), "extra": Slicer()}
+
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.WARNING, logger="monai_anomaly"):
+        ds = SliceDataset(volumes, with_object, cache_dir=cache)
+    assert len(ds) == 2 and isinstance(ds[0]["extra"], Slicer)
+    assert not list(cache.glob("*.npz")) and "not stored on disk" in caplog.text
+
+    def plain_values(d):
+        return {**d, "t": (1, 2.5, "x", None), "b": b"\x00\x01", "n": np.float32(2), "p": Path("a"), "k": {3: "y"}}
+
+    plain = SliceDataset(volumes, plain_values)
+    cached = SliceDataset(volumes, plain_values, cache_dir=tmp_path / "c2")
+    back = SliceDataset(volumes, plain_values, cache_dir=tmp_path / "c2")
+    assert len(list((tmp_path / "c2").glob("*.npz"))) == 2
+    for s in (cached.slices[0], back.slices[0]):
+        assert s == plain.slices[0] and type(s["n"]) is np.float32 and type(s["t"]) is tuple
 
 
 def test_bad_file_raises_naming_it_or_is_skipped(volumes, tmp_path):
@@ -100,7 +235,7 @@ def test_bad_file_raises_naming_it_or_is_skipped(volumes, tmp_path):
     for cache in (None, tmp_path / "cache"):
         ds = SliceDataset(items, _volume_transform(Slicer()), skip_bad=True, cache_dir=cache)
         assert len(ds) == 7 and [s["path"] for s in ds.skipped] == [str(bad)]
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # the failure is not cached
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # the failure is not cached
 
 
 def test_filter_random_volume_transform_and_dataloader(volumes):

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_anomaly.data.layouts import build_datalist, detect_layout, make_item, parse_slice_name
+from monai_anomaly.data.layouts import (
+    build_datalist,
+    detect_layout,
+    is_inside_folder,
+    make_item,
+    parse_slice_name,
+)
 from monai_anomaly.utils.enums import Layout, Role
 from monai_anomaly.utils.errors import BadInputError
 
@@ -162,12 +168,68 @@ def test_manifest_paths_relative_to_csv(tmp_path):
     man.write_text(
         "path,label,volume_id,group,split,slice_index\n../imgs/a.png,0,pat1,g1,train,5\n../imgs/v.nii.gz,1,,,test,\n"
     )
-    dl = build_datalist(man)
+    with pytest.raises(BadInputError, match=r"manifest\.csv: line 2: path '\.\./imgs/a\.png' is outside"):
+        build_datalist(man)  # the files sit beside the manifest's folder, not in it
+    dl = build_datalist(man, allow_outside=True)
     assert dl.layout == Layout.MANIFEST
     a, v = dl.items
     assert Path(a["image"]).resolve() == (tmp_path / "imgs" / "a.png").resolve()
     assert (a["volume_id"], a["group"], a["split"], a["slice_index"], a["role"]) == ("pat1", "g1", "train", 5, "normal")
     assert (v["volume_id"], v["group"], v["split"], v["label"], v["role"]) == ("v", "v", "test", 1, "eval")
+
+
+def test_manifest_paths_must_stay_in_its_folder(tmp_path):
+    data = tmp_path / "data"
+    _png(data / "in" / "a.png")
+    secret = _png(tmp_path / "private" / "secret.png")
+    man = data / "manifest.csv"
+    escapes = {
+        "a dot-dot escape": "../private/secret.png",
+        "a dot-dot escape through a sub-folder": "in/../../private/secret.png",
+        "an absolute path elsewhere": str(secret),
+    }
+    for what, listed in escapes.items():
+        man.write_text(f"path,label\nin/a.png,0\n{listed},0\n")
+        with pytest.raises(BadInputError) as e:
+            build_datalist(man)
+        msg = str(e.value)
+        assert str(man) in msg and "line 3" in msg and repr(listed) in msg and "outside" in msg, what
+        assert "allow_outside=True" in msg
+        dl = build_datalist(man, skip_bad=True)  # skipping refuses the row too: the file is never listed
+        assert [Path(it["image"]).name for it in dl.items] == ["a.png"] and "outside" in dl.skipped[0]["problem"]
+        dl = build_datalist(man, allow_outside=True)  # the explicit opt-in
+        assert Path(dl.items[1]["image"]).resolve() == secret.resolve(), what
+
+    # a mask column obeys the same rule; absolute paths inside the folder and harmless ``..`` are fine
+    man.write_text(f"path,label,mask\n{data / 'in' / 'a.png'},1,in/../in/a.png\nin/a.png,1,../private/secret.png\n")
+    with pytest.raises(BadInputError, match=r"line 3: path '\.\./private/secret\.png' is outside"):
+        build_datalist(man)
+    assert len(build_datalist(man, allow_outside=True)) == 2
+
+
+def test_volumes_csv_labels_paths_must_stay_in_the_folder(tmp_path):
+    root = tmp_path / "vols"
+    _nii(root / "volumes" / "a.nii.gz")
+    outside = _nii(tmp_path / "elsewhere" / "b.nii.gz")
+    (root / "labels.csv").write_text(f"image,label\nvolumes/a.nii.gz,0\n{outside},0\n")
+    with pytest.raises(BadInputError, match=r"labels\.csv: line 3: path .*b\.nii\.gz' is outside"):
+        build_datalist(root)
+    assert len(build_datalist(root, allow_outside=True)) == 2
+
+
+def test_is_inside_folder_follows_a_linked_root(tmp_path):
+    real = tmp_path / "real"
+    _png(real / "a.png")
+    link = tmp_path / "link"
+    try:
+        link.symlink_to(real, target_is_directory=True)
+    except OSError:
+        pytest.skip("no symbolic links here")
+    assert is_inside_folder(real / "a.png", link) and is_inside_folder(link / "a.png", real)
+    assert not is_inside_folder(link / ".." / "real" / "a.png", tmp_path / "other")
+    man = link / "m.csv"
+    man.write_text(f"path,label\n{real / 'a.png'},0\n")  # the real path of a file in the linked folder
+    assert len(build_datalist(man)) == 1
 
 
 def test_manifest_errors_name_the_file(tmp_path):

@@ -125,7 +125,9 @@ def test_json_round_trip_and_monai_loader(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["name"] == "toy" and set(doc) == {"name", "training", "validation", "test"}
     assert all(not Path(r["image"]).is_absolute() for r in doc["training"])
-    back = read_datalist(path)
+    with pytest.raises(BadInputError, match=r"datalist\.json: training\[0\]: image '\.\./data/v\d\.png' is outside"):
+        read_datalist(path)  # the images sit beside the JSON's folder, not in it
+    back = read_datalist(path, allow_outside=True)
     assert {k: [it["image"] for it in v] for k, v in back.items()} == {
         k: [it["image"] for it in v] for k, v in sp.items()
     }

@@ -13,7 +13,13 @@ from monai.engines import SupervisedTrainer
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from monai_anomaly.engines.evaluator import ReconstructionEvaluator
-from monai_anomaly.handlers.training import ResumeFromLatestCheckpoint, ThresholdFitter, load_fitted_threshold
+from monai_anomaly.handlers.training import (
+    ResumeFromLatestCheckpoint,
+    ThresholdFitter,
+    load_fitted_threshold,
+    load_volume_threshold,
+)
+from monai_anomaly.utils.errors import BadInputError
 
 SIZE = 16
 
@@ -163,6 +169,40 @@ def test_resume_from_latest_checkpoint(tmp_path):
     assert epochs == [3]  # only the missing epoch runs
 
 
+class NotPlain:
+    """An object that is not plain data: a checkpoint holding it is not loaded."""
+
+
+def test_unloadable_checkpoints_name_the_file_and_never_load_unsafely(tmp_path):
+    bad = tmp_path / "model.pt"
+    torch.save({"threshold": ThresholdFitter().state_dict(), "extra": NotPlain()}, bad)
+    for load in (load_fitted_threshold, load_volume_threshold):
+        with pytest.raises(BadInputError, match=r"model\.pt: .*cannot be loaded safely") as e:
+            load(bad)
+        assert "weights_only" not in str(e.value)
+    (tmp_path / "absent").mkdir()
+    with pytest.raises(BadInputError, match="no such checkpoint file"):
+        load_fitted_threshold(tmp_path / "absent" / "model.pt")
+    torch.save(torch.zeros(2), tmp_path / "bare.pt")
+    with pytest.raises(KeyError, match="no 'threshold' entry .*a Tensor, not a dict"):
+        load_volume_threshold(tmp_path / "bare.pt")
+
+
+def test_resume_from_a_truncated_checkpoint_says_which_file(tmp_path):
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    ckpt_dir = tmp_path / "ckpt"
+    trainer, _ = _trainer(net, max_epochs=2)
+    CheckpointSaver(str(ckpt_dir), {"network": net, "trainer": trainer}, save_interval=1).attach(trainer)
+    trainer.run()
+    latest = ckpt_dir / "checkpoint_epoch=2.pt"
+    latest.write_bytes(latest.read_bytes()[:50])  # e.g. the disk filled up while saving
+    trainer2, _ = _trainer(torch.nn.Conv2d(1, 1, 3, padding=1), max_epochs=3)
+    ResumeFromLatestCheckpoint(ckpt_dir, {"network": net, "trainer": trainer2}).attach(trainer2)
+    with pytest.raises(BadInputError, match=r"checkpoint_epoch=2\.pt: .*truncated") as e:
+        trainer2.run()
+    assert "weights_only" not in str(e.value)
+
+
 # --- volume thresholds and training health --------------------------------------------------------------------------
 
 
@@ -211,8 +251,6 @@ def test_volume_threshold_derived_from_the_slice_threshold_with_few_volumes(tmp_
     frac.fit()
     assert frac.volume_threshold == 0.1 and "0.1" in frac.volume_rule
     torch.save({"threshold": fitter.state_dict()}, tmp_path / "model.pt")
-    from monai_anomaly.handlers.training import load_volume_threshold
-
     value, rule = load_volume_threshold(tmp_path / "model.pt")
     assert value == pytest.approx(fitter.volume_threshold) and rule == fitter.volume_rule
 

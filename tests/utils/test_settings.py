@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from monai_anomaly.utils.errors import BadInputError
 from monai_anomaly.utils.settings import ModelSettings, load_model_settings
 
 
@@ -27,3 +29,11 @@ def test_missing_file_or_older_checkpoint_gives_no_settings(tmp_path):
     assert load_model_settings(tmp_path / "absent.pt") == {}
     torch.save({"model": {}}, tmp_path / "old.pt")
     assert load_model_settings(tmp_path / "old.pt") == {}
+
+
+def test_an_unreadable_checkpoint_is_an_error_naming_it(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"\x00\x13 not a checkpoint")
+    with pytest.raises(BadInputError, match=r"model\.pt: .*not a PyTorch checkpoint") as e:
+        load_model_settings(bad)
+    assert "weights_only" not in str(e.value)
