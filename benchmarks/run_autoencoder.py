@@ -173,6 +173,8 @@ def run_dataset(
     run_dir.mkdir(parents=True, exist_ok=True)
     ds = site_manifest(shared, run_dir) if name == "brats2018_sample@site" else shared / name
     common = ["--image_size", str(image_size), "--seed", str(seed), "--num_workers", "0"]
+    if name == "brats2018_sample@site":  # the manifest in the run folder lists the shared files by absolute path
+        common += ["--allow_outside", "True"]
     if batch_size:
         common += ["--batch_size", str(batch_size)]
     if config:
