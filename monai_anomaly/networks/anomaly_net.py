@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
+from monai_anomaly.utils.checkpoints import load_checkpoint
 
 __all__ = ["ReconstructionAnomalyNet"]
 
@@ -111,7 +112,7 @@ class ReconstructionAnomalyNet(nn.Module):
         Returns:
             the wrapper with the trained weights, in eval mode.
         """
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = load_checkpoint(path, map_location=map_location)
         if key is not None:
             if key not in state:
                 raise KeyError(f"{path}: checkpoint has no {key!r} entry (keys: {sorted(state)})")

@@ -24,6 +24,7 @@ from monai.utils import CommonKeys, optional_import
 
 from monai_anomaly.data.inputs import scan_id
 from monai_anomaly.transforms.spatial import restore_geometry
+from monai_anomaly.utils.checkpoints import load_checkpoint
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
 
@@ -200,7 +201,7 @@ class AnomalyBundleRunner:
             except Exception as e:
                 raise BundleError(self.bundle_dir, f"cannot build its parts from {self.config_path.name}: {e}") from e
             try:  # weights only: a checkpoint is never allowed to run code
-                state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+                state = load_checkpoint(self.checkpoint_path, map_location=self.device)
             except Exception as e:
                 raise BundleError(self.bundle_dir, f"cannot read {self.checkpoint_path.name}: {_first_line(e)}") from e
             if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
