@@ -264,7 +264,7 @@ class AnomalyScored(MapTransform):
         d = dict(data)
         fg = d.get(self.foreground_key) if self.foreground_key else None
         for key, out in self.key_iterator(d, self.output_keys):
-            d[out] = round(float(self.scorer(d[key], fg)), 7)
+            d[out] = float(f"{float(self.scorer(d[key], fg)):.7g}")
         return d
 
 
@@ -374,7 +374,7 @@ class VolumeAnomalyScore(Transform):
             if not bool(keep.any()):  # nothing passes: score every slice rather than nothing
                 keep = torch.ones(len(s), dtype=torch.bool)
         s = torch.where(keep, torch.nan_to_num(s, nan=0.0), torch.zeros_like(s))
-        scores = [round(float(v), 7) for v in s]
+        scores = [float(f"{float(v):.7g}") for v in s]  # 7 significant digits: MSE scores can be ~1e-5
         vs = aggregate_scores(s[keep], method=self.aggregation, **self.aggregation_kwargs)
         pred = None
         if self.volume_threshold is not None:
