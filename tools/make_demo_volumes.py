@@ -1,7 +1,7 @@
 """Build the 3D part of the embedded demo sample from ../shared/data/ixi_t1_2mm_sample (IXI, CC BY-SA 3.0).
 
-Copies the two healthy IXI T1 volumes (2 mm, uint8) and writes a third file: the second volume with a clearly
-labelled SYNTHETIC lesions (three smooth ellipsoids, two brighter and one darker than the tissue) and their mask.
+Copies the two healthy IXI T1 volumes (2 mm, uint8; RAS, cropped to the brain's axial slabs) and writes a third file: the second volume with a clearly
+labelled SYNTHETIC lesions (two smooth ellipsoids, one brighter and one darker than the tissue) and their mask.
 No real anomalous volume can be shipped (BraTS terms do not grant redistribution), so the demo's 3D part shows the
 volume path (volume score, per-slice scores, NIfTI heatmap) on a synthetic lesion; it is never used for benchmarks.
 
@@ -23,20 +23,23 @@ import nibabel as nib
 import numpy as np
 
 TRAIN, HEALTHY = "IXI012-HH-1211_T1", "IXI015-HH-1258_T1"
-# (RAS voxel centre, radii in voxels, gain relative to --gain): a hyperintense and two hypointense lesions
-LESIONS = [((62, 50, 78), (6, 6, 6), 1.0), ((28, 62, 68), (5, 6, 5), -0.6), ((45, 40, 88), (5, 5, 4), 1.0)]
+Z_RANGE = (58, 110)  # axial RAS slabs kept: from above the skull base (orbits, sella) to the vertex (2 mm voxels)
+# (RAS voxel centre in the uncropped volume, radii in voxels of 2 mm, gain relative to --gain): a brighter and a
+# darker lesion of about 26-30 mm in-plane radius (a glioma with its oedema, as in BraTS), on separate axial slabs so
+# that about half of the slices stay lesion-free
+LESIONS = [((60, 52, 92), (14, 15, 7), 1.5), ((30, 60, 70), (13, 14, 7), -0.7)]
 LESION = f"{HEALTHY}_SYNTHETIC_LESION"
+README = """# Demo volumes (the embedded 3D sample)
 
-README = """# Demo volumes (3D part of the embedded sample)
-
-- `{train}.nii.gz`, `{healthy}.nii.gz`: two healthy T1 brain MRI volumes of the IXI dataset (Imperial College London,
-  brain-development.org/ixi-dataset), downsampled to 2 mm uint8 by CBICA/NiChart_Project @ 1a04acb.
-  License: **CC BY-SA 3.0** (acknowledge "IXI project, brain-development.org/ixi-dataset"); these files are shared
-  under the same licence.
-- `{lesion}.nii.gz`: **SYNTHETIC LESIONS, NOT A REAL PATIENT.** `{healthy}` with three smooth ellipsoids (two
-  brighter, one darker than the surrounding tissue, by up to {gain:.0%} of its median intensity) added by
-  `tools/make_demo_volumes.py`; `{lesion}_mask.nii.gz` is their mask. For the demo only: never use it to benchmark a
-  method.
+- `{train}.nii.gz`, `{healthy}.nii.gz`: two healthy T1 brain MRI volumes of the IXI dataset (Imperial College
+  London, brain-development.org/ixi-dataset), downsampled to 2 mm uint8 by CBICA/NiChart_Project @ 1a04acb, then
+  reoriented to RAS and cropped to the axial slabs {z0}-{z1} (the brain above the skull base) by
+  `tools/make_demo_volumes.py`. License: **CC BY-SA 3.0** (acknowledge "IXI project,
+  brain-development.org/ixi-dataset"); these files are shared under the same licence.
+- `{lesion}.nii.gz`: **SYNTHETIC LESIONS, NOT A REAL PATIENT.** `{healthy}` with two smooth ellipsoids of 26-30 mm
+  in-plane radius, one brighter (up to +{up:.0%}) and one darker (down to -{down:.0%}) than the median intensity of
+  the tissue they replace, added by `tools/make_demo_volumes.py`; `{lesion}_mask.nii.gz` is their mask. For the demo
+  only: never use it to benchmark a method.
 - `manifest.csv`: the demo's split ({train} train, {healthy} validation normal, the synthetic lesion test).
 """
 
@@ -59,17 +62,15 @@ def main() -> None:
     args = p.parse_args()
     args.dst.mkdir(parents=True, exist_ok=True)
     for name in (TRAIN, HEALTHY):
-        shutil.copyfile(args.src / "volumes" / f"{name}.nii.gz", args.dst / f"{name}.nii.gz")
+        # RAS voxel order, cropped to the axial slabs of the brain above the skull base (the neck and face are
+        # left out, as in skull-stripped research data); the affine follows the crop
+        canon = nib.as_closest_canonical(nib.load(args.src / "volumes" / f"{name}.nii.gz"))
+        nib.save(canon.slicer[:, :, Z_RANGE[0] : Z_RANGE[1]], args.dst / f"{name}.nii.gz")
     img = nib.load(args.dst / f"{HEALTHY}.nii.gz")
     vol = img.get_fdata(dtype=np.float32)  # the files are uint8 with a scale factor
-    # three lesions at different axial levels, chosen in RAS voxels (white matter and deep grey matter of both
-    # hemispheres) and mapped back to the file's voxel grid
-    canon = nib.as_closest_canonical(img)
-    to_file = np.linalg.inv(img.affine) @ canon.affine
     lesioned, mask = vol, np.zeros(vol.shape, dtype=np.uint8)
-    for ras, radii, gain in LESIONS:
-        center = tuple(int(round(c)) for c in (to_file @ np.array([*ras, 1.0]))[:3])
-        lesioned, m = add_lesion(lesioned, center, radii, gain * args.gain)
+    for (x, y, z), radii, gain in LESIONS:
+        lesioned, m = add_lesion(lesioned, (x, y, z - Z_RANGE[0]), radii, gain * args.gain)
         mask |= m
     out = nib.Nifti1Image(lesioned, img.affine, img.header)  # nibabel rescales into the header's uint8
     nib.save(out, args.dst / f"{LESION}.nii.gz")
@@ -80,7 +81,17 @@ def main() -> None:
         w.writerow([f"{TRAIN}.nii.gz", 0, TRAIN, "train", ""])
         w.writerow([f"{HEALTHY}.nii.gz", 0, HEALTHY, "val", ""])
         w.writerow([f"{LESION}.nii.gz", 1, LESION, "test", f"{LESION}_mask.nii.gz"])
-    (args.dst / "README.md").write_text(README.format(train=TRAIN, healthy=HEALTHY, lesion=LESION, gain=args.gain))
+    (args.dst / "README.md").write_text(
+        README.format(
+            train=TRAIN,
+            healthy=HEALTHY,
+            lesion=LESION,
+            z0=Z_RANGE[0],
+            z1=Z_RANGE[1],
+            up=max(g for *_, g in LESIONS) * args.gain,
+            down=-min(g for *_, g in LESIONS) * args.gain,
+        )
+    )
     print(f"wrote {args.dst}: {len(LESIONS)} lesions, {int(mask.sum())} voxels")
 
 
