@@ -111,7 +111,7 @@ def _demo_summary(report: Path, infer_dir: Path, total: float) -> str:
         "chance that a slice through a lesion scores above a lesion-free slice (0.5 is chance, 1 perfect).",
         f"  report:   {report / 'anomaly_report.txt'}",
         f"  pictures: {report}/roc_curve.png, score_distribution.png, top_anomaly_*.png (image | heatmap | overlay)",
-        "Whole scans scored end to end (volume score = mean of the top 10 % slice scores):",
+        "Whole scans scored end to end (volume score = mean of the top 5 % slice scores):",
     ]
     scans = json.loads((infer_dir / "scores.json").read_text())["scans"]
     for sc in scans:
