@@ -1,8 +1,9 @@
-"""Build the 3D part of the embedded demo sample from ../shared/data/ixi_t1_2mm_sample (IXI, CC BY-SA 3.0).
+"""Build the embedded demo volumes from ../shared/data/ixi_t1_2mm_sample (IXI, CC BY-SA 3.0).
 
-Copies the two healthy IXI T1 volumes (2 mm, uint8; RAS, cropped to the brain's axial slabs) and writes a third file: the second volume with a clearly
-labelled SYNTHETIC lesions (two smooth ellipsoids, one brighter and one darker than the tissue) and their mask.
-No real anomalous volume can be shipped (BraTS terms do not grant redistribution), so the demo's 3D part shows the
+Copies the two healthy IXI T1 volumes (2 mm, uint8; reoriented to RAS and cropped to the brain's axial slabs) and
+writes a third file: the second volume with clearly labelled SYNTHETIC lesions (two smooth ellipsoids, one brighter
+and one darker than the tissue) and their mask. No real anomalous volume can be shipped (BraTS terms do not grant
+redistribution), so the demo shows the
 volume path (volume score, per-slice scores, NIfTI heatmap) on a synthetic lesion; it is never used for benchmarks.
 
 ``manifest.csv`` gives the demo's split: IXI012 trains, IXI015 (healthy) is the validation normal that fits the
