@@ -203,7 +203,7 @@ def run_variant(
     return out
 
 
-SCORES = ("mse", "mae", "mse_fg", "mse_rel_blur", "mse_rel_energy")
+SCORES = ("mse", "mae", "mse_fg", "mse_rel_blur", "mse_rel_energy", "mse_top1", "mse_top5", "mse_p99")
 
 
 def _blur(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
@@ -222,7 +222,12 @@ def all_scores(img: torch.Tensor, rec: torch.Tensor, fg: torch.Tensor) -> dict[s
     blur_mse = ((_blur(img) - img) ** 2).flatten(1).mean(1)
     f = fg.flatten(1)
     centred = img.flatten(1) - img.flatten(1).mean(1, keepdim=True)
+    ranked = se.sort(1, descending=True).values
+    k1, k5 = max(1, se.shape[1] // 100), max(1, se.shape[1] // 20)
     return {
+        "mse_top1": ranked[:, :k1].mean(1).numpy(),  # mean of the top 1 % pixels of the squared-error map
+        "mse_top5": ranked[:, :k5].mean(1).numpy(),
+        "mse_p99": torch.quantile(se, 0.99, dim=1).numpy(),
         "mse": mse.numpy(),
         "mae": (rec - img).abs().flatten(1).mean(1).numpy(),
         "mse_fg": ((se * f).sum(1) / f.sum(1).clamp_min(1)).numpy(),

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,23 +77,127 @@ def run_bundle(bundle: str | os.PathLike, configs: list[str], **override: Any) -
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f}: config file not found in bundle {root}")
     logging_file = root / "configs" / "logging.conf"
-    run(
-        meta_file=str(root / "configs" / "metadata.json"),
-        config_file=files if len(files) > 1 else files[0],
-        logging_file=str(logging_file) if logging_file.is_file() else None,
-        bundle_root=str(root),
-        **override,
-    )
-
-
-def _prepare_output(output_dir: str | os.PathLike, overwrite: bool, marker: str) -> Path:
-    out = Path(output_dir).expanduser().resolve()
-    if (out / marker).exists() and not overwrite:
-        raise FileExistsError(
-            f"{out}: already holds {marker}; pass --overwrite to replace it (or choose another --output_dir)."
+    with warnings.catch_warnings():
+        # MONAI notes on every run that a config's ``_target_`` values are imported and called: true of any bundle,
+        # and these are the user's chosen bundle's own configs, so the notice is not shown
+        warnings.filterwarnings("ignore", message=r"parsing config_file", category=UserWarning)
+        run(
+            meta_file=str(root / "configs" / "metadata.json"),
+            config_file=files if len(files) > 1 else files[0],
+            logging_file=str(logging_file) if logging_file.is_file() else None,
+            bundle_root=str(root),
+            **override,
         )
+
+
+_REPORT_FILES = ("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt", "metrics.json")
+_RUN_DIRS = ("models", "logs", "eval")
+# settings saved in model.pt that decide how a model preprocesses and scores (config id -> settings key)
+_SETTING_IDS = {
+    "image_size": "image_size",
+    "intensity": "intensity_mode",
+    "intensity_range": "intensity_range",
+    "model_type": "model_type",
+    "latent": "latent",
+    "latent_size": "latent_size",
+    "hidden_size": "hidden_size",
+    "up_mode": "up_mode",
+    "channels": "channels",
+    "strides": "strides",
+    "num_res_units": "num_res_units",
+    "map_method": "map_method",
+    "score_method": "score_method",
+    "score_region": "score_region",
+    "aggregation": "aggregation",
+    "aggregation_k": "aggregation_k",
+    "min_foreground": "min_foreground",
+    "slice_axis": "slice_axis",
+}
+
+
+def _non_empty(p: Path) -> bool:
+    return p.is_dir() and any(p.iterdir())
+
+
+def _refuse_inside_input(out: Path, inputs: str | os.PathLike) -> None:
+    """An output folder inside the input folder would be read back as input by the next run."""
+    inp = Path(inputs).expanduser().resolve()
+    folder = inp if inp.is_dir() else inp.parent if inp.suffix.lower() == ".csv" else None
+    if folder is not None and (out == folder or folder in out.parents):
+        from monai_anomaly.utils.cli_errors import UsageError
+
+        raise UsageError(
+            f"{out}: the output folder is inside the input folder {folder}; a later run would read its maps and "
+            "plots as input. Choose an --output_dir outside it."
+        )
+
+
+def _fresh_output(out: Path, overwrite: bool, what: str) -> bool:
+    """Make ``out`` ready for a new ``what`` before any work: refuse a non-empty folder unless ``overwrite``, and then
+    delete the earlier result whole (only a folder that holds a monai_anomaly report, never other files). Returns
+    whether this run created the folder (so a failure can remove it)."""
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder; choose another --output_dir.")
+    if _non_empty(out):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out}: not empty (an earlier {what}?); pass --overwrite to replace it, or choose another --output_dir."
+            )
+        if not any((out / f).is_file() for f in _REPORT_FILES):
+            raise UsageError(
+                f"{out}: holds files that are not a monai_anomaly {what}; --overwrite only replaces an earlier "
+                "result. Choose an empty or new --output_dir."
+            )
+        shutil.rmtree(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    return created
+
+
+def _has_checkpoint(models: Path) -> bool:
+    return models.is_dir() and any(models.glob("*.pt"))
+
+
+def _clean_failed_train(out: Path, created: set[Path]) -> None:
+    """After a failed ``train``: a run that saved no checkpoint leaves no model/log folders behind."""
+    if _has_checkpoint(out / "models"):
+        return  # an interrupted run can be continued with --resume
+    for d in [*(out / n for n in _RUN_DIRS), out]:
+        if d in created and d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _checkpoint_settings(ckpt: Path) -> dict[str, Any]:
+    from monai_anomaly.utils.settings import load_model_settings
+
+    return load_model_settings(ckpt) if ckpt.is_file() else {}
+
+
+def _check_overrides(settings: dict[str, Any], override: dict[str, Any], ckpt: Path) -> None:
+    """Refuse options that contradict how the model in ``ckpt`` was trained (its threshold would not match)."""
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    for cid, key in _SETTING_IDS.items():
+        for name in {cid, key}:
+            if name in override and key in settings and _norm(override[name]) != _norm(settings[key]):
+                raise UsageError(
+                    f"{ckpt}: the model was trained with {key}={settings[key]!r}, so --{name} {override[name]!r} "
+                    "cannot be used with it (its threshold would not match); drop the option, the checkpoint's "
+                    "setting is used."
+                )
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
 
 def _demo_summary(report: Path, infer_dir: Path, total: float) -> str:
@@ -144,30 +249,49 @@ class AnomalyCLI:
     ) -> str:
         """Train a bundle's model on the normal images of ``dataset_dir`` (any supported layout).
 
-        Checkpoints (best and last) go to ``<output_dir>/models``, TensorBoard logs to ``<output_dir>/logs`` and the
-        validation report to ``<output_dir>/eval``.
+        Writes ``<output_dir>/models/model.pt`` (the best validation checkpoint, with its fitted thresholds and
+        settings: what ``infer`` and ``evaluate`` load), ``<output_dir>/models/checkpoint_epoch=N.pt`` (the last two
+        epochs, for ``--resume``) and TensorBoard logs in ``<output_dir>/logs``.
 
         Args:
             dataset_dir: folder in one of the supported layouts (see docs/data.md) or a CSV manifest.
-            output_dir: where checkpoints, logs and the report go.
+            output_dir: where checkpoints and logs go (not inside ``dataset_dir``).
             bundle: bundle name (in bundles/) or path.
-            resume: continue from the last checkpoint in ``<output_dir>/models``.
-            overwrite: replace an existing run in ``output_dir``.
+            resume: continue from the last checkpoint in ``<output_dir>/models`` (at most the current epoch is lost).
+            overwrite: delete an earlier run's models/, logs/ and eval/ in ``output_dir`` first.
             config: extra config files merged on train.json, e.g. ``variants/dae.json`` (the coarse-noise denoising
                 autoencoder) or ``protocols/medianomaly.json`` (the published protocol); comma-separated.
             override: other config ids, e.g. ``--max_epochs 20 --image_size 64 --model_type vae``.
         """
-        marker = "models/model.pt"
-        out = _prepare_output(output_dir, overwrite or resume, marker)
-        run_bundle(
-            bundle,
-            ["train.json", *_extra_configs(config)],
-            dataset_dir=str(dataset_dir),
-            output_dir=str(out),
-            resume=resume,
-            **override,
-        )
-        return str(out / marker)
+        from monai_anomaly.utils.cli_errors import UsageError
+
+        if resume and overwrite:
+            raise UsageError("--resume continues an earlier run and --overwrite deletes it: give one of them.")
+        out = Path(output_dir).expanduser().resolve()
+        _refuse_inside_input(out, dataset_dir)
+        earlier = [out / n for n in _RUN_DIRS if _non_empty(out / n)]
+        if earlier and not resume:
+            if not overwrite:
+                raise FileExistsError(
+                    f"{out}: holds an earlier run ({', '.join(p.name for p in earlier)}); pass --resume to continue "
+                    "it, --overwrite to replace it, or choose another --output_dir."
+                )
+            for p in earlier:
+                shutil.rmtree(p)  # a later --resume must not continue the replaced run
+        created = {p for p in [out, *(out / n for n in _RUN_DIRS)] if not p.exists()}
+        try:
+            run_bundle(
+                bundle,
+                ["train.json", *_extra_configs(config)],
+                dataset_dir=str(dataset_dir),
+                output_dir=str(out),
+                resume=resume,
+                **override,
+            )
+        except BaseException:
+            _clean_failed_train(out, created)
+            raise
+        return str(out / "models" / "model.pt")
 
     def evaluate(
         self,
@@ -180,25 +304,37 @@ class AnomalyCLI:
     ) -> str:
         """Score the test split of ``dataset_dir`` with the model trained in ``output_dir`` and write the report.
 
-        Pass the same ``--config`` (and overrides) as to ``train``, so that the split and the network match.
+        Pass the same ``--config`` as to ``train`` so that the split matches; the network, preprocessing and scoring
+        settings are read from ``<output_dir>/models/model.pt`` (an option that contradicts them is refused).
 
-        The report (CSV of every score, metrics.json, anomaly_report.txt, ROC/PR curves, score histograms, heatmap
-        panels, NIfTI maps for volumes) goes to ``<output_dir>/eval``.
+        The report goes to ``<output_dir>/eval``: detailed_results.csv (every slice score), volume_results.csv,
+        metrics.json, anomaly_report.txt, roc_curve.png, pr_curve.png, score_distribution.png, top_anomaly_*.png
+        (image | heatmap | overlay) and NIfTI maps for volumes.
         """
         out = Path(output_dir).expanduser().resolve()
-        if not (out / "models" / "model.pt").is_file():
-            raise FileNotFoundError(f"{out / 'models' / 'model.pt'}: no trained model; run `train` first.")
-        if (out / "eval" / "metrics.json").exists() and not overwrite:
-            raise FileExistsError(f"{out / 'eval'}: already holds a report; pass --overwrite to replace it.")
-        run_bundle(
-            bundle,
-            ["train.json", "evaluate.json", *_extra_configs(config)],
-            dataset_dir=str(dataset_dir),
-            output_dir=str(out),
-            overwrite=bool(overwrite),
-            **override,
-        )
-        return str(out / "eval")
+        ckpt = out / "models" / "model.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt}: no trained model; run `train` first.")
+        _refuse_inside_input(out, dataset_dir)
+        settings = _checkpoint_settings(ckpt)
+        _check_overrides(settings, override, ckpt)
+        stored = {cid: settings[key] for cid, key in _SETTING_IDS.items() if key in settings}
+        eval_dir = out / "eval"
+        created = _fresh_output(eval_dir, overwrite, "evaluation report")
+        try:
+            run_bundle(
+                bundle,
+                ["train.json", "evaluate.json", *_extra_configs(config)],
+                dataset_dir=str(dataset_dir),
+                output_dir=str(out),
+                overwrite=True,  # the folder was checked (and emptied) above
+                **{**stored, **override},
+            )
+        except BaseException:
+            if created:
+                shutil.rmtree(eval_dir, ignore_errors=True)
+            raise
+        return str(eval_dir)
 
     def infer(
         self,
@@ -207,21 +343,47 @@ class AnomalyCLI:
         ckpt: str | None = None,
         bundle: str = DEFAULT_BUNDLE,
         overwrite: bool = False,
+        skip_bad: bool = False,
         **override: Any,
     ) -> str:
         """Score images or volumes: per-slice scores, one score per volume, and the anomaly map as NIfTI.
 
+        Writes to ``output_dir``: detailed_results.csv (one row per slice or image), volume_results.csv (one row per
+        scan: volume score, threshold, prediction), scores.json (all of it, with the settings used),
+        anomaly_report.txt, score_distribution.png and maps/ (``<scan>_anomaly_map.nii.gz`` on the scan's own grid).
+
         Args:
-            input: a file (PNG/JPEG/NIfTI/.dcm), a DICOM series folder, or a folder of such files/series.
-            output_dir: where ``slice_scores.csv``, ``volume_scores.csv``, ``scores.json`` and the maps go.
-            ckpt: the trained inference checkpoint (default: the bundle's ``models/model.pt``).
+            input: a file (PNG/JPEG/NIfTI/DICOM), a DICOM series folder, or a folder of such files/series.
+            output_dir: a new or empty folder, not inside ``input``.
+            ckpt: the trained model (``<train output_dir>/models/model.pt``; default: the bundle's
+                ``models/model.pt``). Its settings (image size, intensity, map, score, aggregation) are used.
+            overwrite: replace an earlier result in ``output_dir`` whole.
+            skip_bad: skip unreadable files (named in a warning and in the report) instead of stopping.
         """
-        out = _prepare_output(output_dir, overwrite, "volume_scores.csv")
-        if ckpt is not None:
-            override["ckpt_path"] = str(Path(ckpt).expanduser().resolve())
-        run_bundle(
-            bundle, ["inference.json"], input_path=str(input), output_dir=str(out), overwrite=overwrite, **override
-        )
+        out = Path(output_dir).expanduser().resolve()
+        if not Path(input).expanduser().exists():
+            raise FileNotFoundError(f"{Path(input).expanduser().resolve()}: no such file or folder.")
+        model = Path(ckpt).expanduser().resolve() if ckpt is not None else find_bundle(bundle) / "models" / "model.pt"
+        if not model.is_file():
+            raise FileNotFoundError(f"{model}: no trained model; pass --ckpt <train output_dir>/models/model.pt.")
+        _check_overrides(_checkpoint_settings(model), override, model)  # also fails on an unreadable checkpoint
+        _refuse_inside_input(out, input)
+        created = _fresh_output(out, overwrite, "inference result")
+        try:
+            run_bundle(
+                bundle,
+                ["inference.json"],
+                input_path=str(input),
+                output_dir=str(out),
+                ckpt_path=str(model),
+                overwrite=True,  # the folder was checked (and emptied) above
+                skip_bad=bool(skip_bad),
+                **override,
+            )
+        except BaseException:
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
         return str(out)
 
     def demo(self, output_dir: str = "monai_anomaly_demo", overwrite: bool = False, **override: Any) -> str:
@@ -235,10 +397,14 @@ class AnomalyCLI:
         per-slice scores, NIfTI heatmaps on the scans' own grid). About a minute on 2 CPU cores; options such as
         ``--max_epochs`` or ``--image_size`` are passed to the bundle.
         """
+        from monai_anomaly.utils.cli_errors import UsageError
+
         out = Path(output_dir).expanduser().resolve()
-        if out.exists() and any(out.iterdir()):
+        if _non_empty(out):
             if not overwrite:
-                raise FileExistsError(f"{out}: not empty; pass --overwrite to replace it.")
+                raise FileExistsError(f"{out}: not empty; pass --overwrite to replace an earlier demo.")
+            if not ((out / "models").is_dir() or (out / "eval").is_dir()):
+                raise UsageError(f"{out}: not an earlier demo's folder; choose an empty or new --output_dir.")
             shutil.rmtree(out)
         # about 60 training slices: small batches and 100 epochs give the network ~400 steps in under a minute
         settings = {"max_epochs": 100, "image_size": 64, "batch_size": 16, "val_interval": 20, **override}
@@ -326,10 +492,30 @@ class AnomalyCLI:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. A failure prints ``monai_anomaly: error: <file>: <problem>`` and exits with 2 (bad input, bad
+    options, outputs in the way) or 1 (anything else); ``--debug`` (or ``MONAI_ANOMALY_DEBUG=1``) shows tracebacks."""
     import fire
 
+    from monai_anomaly.utils.cli_errors import debug_requested, exit_code, format_error, quiet_tracebacks
+
+    debug, args = debug_requested(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fire.Fire(AnomalyCLI, command=argv if argv is not None else sys.argv[1:], name="monai_anomaly")
+    previous = None if debug else quiet_tracebacks()
+    try:
+        fire.Fire(AnomalyCLI, command=args, name="monai_anomaly")
+    except KeyboardInterrupt:
+        print("monai_anomaly: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # fire's usage errors are SystemExit and pass through
+        if debug:
+            raise
+        sys.stdout.flush()
+        print(f"monai_anomaly: {format_error(e)}", file=sys.stderr)
+        print("  (run again with --debug to see the traceback)", file=sys.stderr)
+        sys.exit(exit_code(e))
+    finally:
+        if previous is not None:
+            logging.setLogRecordFactory(previous)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ Z_RANGE = (58, 110)  # axial RAS slabs kept: from above the skull base (orbits, 
 # that about half of the slices stay lesion-free
 LESIONS = [((60, 52, 92), (14, 15, 7), 1.5), ((30, 60, 70), (13, 14, 7), -0.7)]
 LESION = f"{HEALTHY}_SYNTHETIC_LESION"
+MASK_MIN_CHANGE = 0.05  # a voxel is in the mask when the lesion changes it by >= 5 % of the tissue's median
 README = """# Demo volumes (the embedded 3D sample)
 
 - `{train}.nii.gz`, `{healthy}.nii.gz`: two healthy T1 brain MRI volumes of the IXI dataset (Imperial College
@@ -45,13 +46,15 @@ README = """# Demo volumes (the embedded 3D sample)
 
 
 def add_lesion(vol: np.ndarray, center: tuple[int, int, int], radii: tuple[int, int, int], gain: float):
-    """``vol`` with a smooth hyperintense ellipsoid at ``center``; returns (new volume, binary mask)."""
+    """``vol`` with a smooth ellipsoid at ``center`` (brighter for ``gain > 0``); returns (new volume, binary mask)."""
     grid = np.indices(vol.shape).astype(np.float32)
     d2 = sum(((grid[i] - center[i]) / radii[i]) ** 2 for i in range(3))
     profile = np.clip(1.0 - d2, 0.0, 1.0) ** 0.5  # 1 in the centre, 0 at the ellipsoid's surface
     local = float(np.median(vol[d2 <= 1.0]))
     out = vol.astype(np.float32) + gain * local * profile
-    return out, (d2 <= 1.0).astype(np.uint8)
+    # the mask marks the voxels the lesion visibly changes (by at least MASK_MIN_CHANGE of the local median): at the
+    # ellipsoid's surface the profile is 0, and a voxel left unchanged must not make its slice count as a lesion
+    return out, (abs(gain) * profile >= MASK_MIN_CHANGE).astype(np.uint8)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import types
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from enum import Enum
@@ -31,9 +32,12 @@ from monai_anomaly import __version__
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
-__all__ = ["SliceDataset", "transform_fingerprint"]
+__all__ = ["SliceDataset", "SkipBadDataset", "transform_fingerprint"]
 
 logger = logging.getLogger("monai_anomaly")
+# ignite warns when an iterable dataset yields fewer items than its len(): what SkipBadDataset does on purpose when it
+# skips a bad scan (the skip itself is warned about and reported)
+warnings.filterwarnings("ignore", message=r"Data iterator can not provide data anymore")
 _BAD = "__bad_input__"
 
 
@@ -48,6 +52,54 @@ def _describe(err: BaseException, default_path: str) -> tuple[str, str]:
             return e.path, e.problem
     inner = chain[-1]
     return default_path, f"{type(inner).__name__}: {inner}"
+
+
+class SkipBadDataset(torch.utils.data.IterableDataset):
+    """Load items in order; an item whose transform fails on bad input is skipped (warned and recorded in
+    ``skip_log``) when the user asked to skip, else its :class:`BadInputError` (naming the file) is raised.
+
+    An iterable dataset, so that a skipped scan is simply not yielded (a map-style dataset would have to return
+    something). ``len()`` is the number of items given, an upper bound; use it with ``num_workers=0``.
+
+    Args:
+        data: datalist items.
+        transform: the preprocessing applied to each item.
+        skip_log: where skipped files are recorded (its ``skip_bad`` decides skip or raise).
+
+    Example:
+        >>> from monai_anomaly.transforms.io import LoadScand
+        >>> log = SkipLog(skip_bad=True)
+        >>> ds = SkipBadDataset([{"image": "missing.png"}], LoadScand(keys="image"), log)
+        >>> list(ds), [s.path for s in log.skipped]
+        ([], ['missing.png'])
+    """
+
+    def __init__(self, data: Sequence[Mapping], transform: Callable | None, skip_log: SkipLog | None = None) -> None:
+        self.data = list(data)
+        self.transform = transform
+        self.skip_log = skip_log if skip_log is not None else SkipLog(False)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self):
+        from monai.transforms import apply_transform
+
+        for item in self.data:
+            try:
+                yield dict(item) if self.transform is None else apply_transform(self.transform, item)
+            except Exception as e:  # noqa: BLE001 - only bad input is skipped; anything else is re-raised
+                bad = next((c for c in _cause_chain(e) if isinstance(c, BadInputError)), None)
+                if bad is None:
+                    raise
+                self.skip_log.handle(bad)  # raises when not skipping
+
+
+def _cause_chain(err: BaseException) -> list[BaseException]:
+    chain = [err]
+    while chain[-1].__cause__ is not None and chain[-1].__cause__ not in chain:
+        chain.append(chain[-1].__cause__)
+    return chain
 
 
 class _CatchBadInput(Transform):

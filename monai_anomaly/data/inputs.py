@@ -30,9 +30,37 @@ def scan_id(path: str | os.PathLike) -> str:
     return name
 
 
+def _is_dicom(f: Path) -> bool:
+    """A ``.dcm`` file, or a file without an extension whose content is DICOM (many scanners write those)."""
+    if f.suffix.lower() == ".dcm":
+        return True
+    if f.suffix or not f.is_file():
+        return False
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
 def is_dicom_dir(p: Path) -> bool:
-    """Whether ``p`` is a folder holding ``.dcm`` files (a DICOM series)."""
-    return p.is_dir() and any(f.is_file() and f.suffix.lower() == ".dcm" for f in p.iterdir())
+    """Whether ``p`` is a folder holding DICOM files (``.dcm``, or extension-less files with DICOM content): a
+    series."""
+    return p.is_dir() and any(f.is_file() and not f.name.startswith(".") and _is_dicom(f) for f in p.iterdir())
+
+
+def _check(f: Path, log: SkipLog) -> bool:
+    """Cheap checks of a file before anything is written (empty, content not matching its name, unreadable header, a
+    singular affine, too large); a bad file is raised or, with ``skip_bad``, recorded. Returns whether it is kept."""
+    from monai_anomaly.transforms.io import check_scan_file, scan_kind
+
+    try:
+        check_scan_file(f, scan_kind(f))
+    except BadInputError as e:
+        log.handle(e)
+        return False
+    return True
 
 
 def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log: SkipLog | None = None) -> list[dict]:
@@ -57,7 +85,7 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
         raise BadInputError(p, "no such file or folder")
     found: list[Path] = []
     if p.is_file():
-        if file_suffix(p) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
+        if file_suffix(p) in IMAGE_SUFFIXES + VOLUME_SUFFIXES or _is_dicom(p):
             found.append(p)
         else:
             log.handle(BadInputError(p, f"unsupported file type (expected one of {IMAGE_SUFFIXES + VOLUME_SUFFIXES})"))
@@ -67,7 +95,7 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
         for root, dirs, files in os.walk(p):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             rootp = Path(root)
-            if any(f.lower().endswith(".dcm") for f in files):
+            if is_dicom_dir(rootp):
                 found.append(rootp)  # a DICOM series folder
                 continue
             for f in sorted(files):
@@ -78,6 +106,8 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
                     found.append(fp)
                 elif file_suffix(fp) not in (".csv", ".json", ".md", ".txt"):
                     log.handle(BadInputError(fp, "unsupported file type, not an image or volume"))
+    found = [f for f in found if f.is_dir() or _check(f, log)]
     if not found:
-        raise BadInputError(p, "no PNG, JPEG, NIfTI or DICOM scans found")
+        what = "no readable" if len(log) else "no"
+        raise BadInputError(p, f"{what} PNG, JPEG, NIfTI or DICOM scans found")
     return [{AnomalyKeys.IMAGE: str(f), AnomalyKeys.VOLUME_ID: scan_id(f), AnomalyKeys.LABEL: -1} for f in found]

@@ -22,6 +22,7 @@ __all__ = [
     "split_datalist",
     "select",
     "training_items",
+    "check_training_split",
     "write_datalist",
     "read_datalist",
 ]
@@ -229,6 +230,50 @@ def training_items(
             m[AnomalyKeys.LABEL.value] = -1
         out += mixed
     return out
+
+
+def _normal_sources(items: Iterable[Mapping]) -> int:
+    """Items that give normal images: normals, and lesion-masked volumes (their lesion-free slices)."""
+    return sum(
+        1
+        for it in items
+        if (it.get("role", Role.NORMAL.value) == Role.NORMAL.value and int(it.get("label", 0)) == 0)
+        or (it.get(AnomalyKeys.MASK.value) and it.get("role") != Role.MIXED)
+    )
+
+
+def check_training_split(splits: Mapping[str, list], root: str | os.PathLike) -> Mapping[str, list]:
+    """Refuse, before any training, a split that cannot give a usable model: no normal image to train on, or none
+    left to fit the threshold on (a model saved then would give blank predictions). Returns ``splits``.
+
+    Raises:
+        BadInputError: naming ``root``, with the counts and what to do.
+
+    Example:
+        >>> check_training_split({"train": [{"label": 1, "role": "eval"}], "val": [], "test": []}, "data/")
+        Traceback (most recent call last):
+        ...
+        monai_anomaly.utils.errors.BadInputError: data/: has no normal images to train on (1 images, 1 abnormal); ...
+    """
+    from monai_anomaly.utils.errors import BadInputError
+
+    every = [it for k in SPLITS for it in splits.get(k, [])]
+    n_train, n_val = _normal_sources(splits.get("train", [])), _normal_sources(splits.get("val", []))
+    n_all = _normal_sources(every)
+    if n_train == 0:
+        n_abn = sum(1 for it in every if int(it.get("label", 0)) == 1)
+        raise BadInputError(
+            root,
+            f"has no normal images to train on ({len(every)} images, {n_abn} abnormal); an unsupervised model learns "
+            "from healthy scans: put them in normal/ or label them 0 (see docs/data.md)",
+        )
+    if n_val == 0:
+        raise BadInputError(
+            root,
+            f"has {n_all} normal image{'s' if n_all != 1 else ''}, none left for validation, where the threshold is "
+            "fitted: add normal images (at least 2, better 20 or more) or raise --val_fraction",
+        )
+    return splits
 
 
 def _rel(value: str, base: Path | None) -> str:

@@ -6,6 +6,7 @@ import glob
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -192,6 +193,14 @@ def find_latest_checkpoint(folder: str | os.PathLike, pattern: str = "*.pt") -> 
     return max(files, key=_checkpoint_order)
 
 
+def list_checkpoints(folder: str | os.PathLike, pattern: str = "*.pt") -> list[str]:
+    """The checkpoints of ``folder``, newest first (the order of :func:`find_latest_checkpoint`)."""
+    if not os.path.isdir(folder):
+        return []
+    files = [f for f in glob.glob(os.path.join(os.fspath(folder), pattern)) if os.path.isfile(f)]
+    return sorted(files, key=_checkpoint_order, reverse=True)
+
+
 def resume_if_exists(
     engine: Engine,
     folder: str | os.PathLike,
@@ -258,9 +267,19 @@ def attach_progress_bar(
     return bar
 
 
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 class ProgressBarHandler:
     """Config-friendly progress bar: ``{"_target_": "monai_anomaly.engines.utils.ProgressBarHandler"}`` in a bundle's
     ``handlers`` list (attached by the engine like any MONAI handler).
+
+    The bar is drawn only when standard error is a terminal (``only_tty=True``): a log redirected to a file keeps the
+    ``StatsHandler``'s one line per epoch instead of thousands of carriage-return fragments.
 
     Args:
         persist: keep the bar after each epoch.
@@ -278,7 +297,9 @@ class ProgressBarHandler:
         desc: str | None = None,
         metric_names: str | list[str] | None = None,
         output_transform: Callable[[Any], Any] | None = output_loss,
+        only_tty: bool = True,
     ) -> None:
+        self.only_tty = only_tty
         self.persist = persist
         self.desc = desc
         self.metric_names = metric_names
@@ -286,4 +307,6 @@ class ProgressBarHandler:
         self.bar: Any = None
 
     def attach(self, engine: Engine) -> None:
+        if self.only_tty and not _is_tty(sys.stderr):
+            return
         self.bar = attach_progress_bar(engine, self.persist, self.desc, self.metric_names, self.output_transform)

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_anomaly.engines.utils import find_latest_checkpoint
+from monai_anomaly.engines.utils import list_checkpoints
 from monai_anomaly.metrics.thresholds import LABEL_FREE_METHODS, Threshold, fit_threshold
 from monai_anomaly.scoring.aggregation import AGGREGATION_METHODS, aggregate_scores
 from monai_anomaly.scoring.calibration import NormalCalibrator
 from monai_anomaly.utils.checkpoints import load_checkpoint
 from monai_anomaly.utils.enums import AnomalyKeys
+from monai_anomaly.utils.errors import BadInputError
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ else:
     )
 
 __all__ = [
+    "ModelCheckpointLoader",
     "ResumeFromLatestCheckpoint",
     "ThresholdFitter",
     "TrainingHealthCheck",
@@ -273,7 +275,10 @@ def _saved_fitter(path: str | os.PathLike, key: str, map_location: Any) -> Thres
     ckpt = load_checkpoint(path, map_location=map_location)
     if not isinstance(ckpt, Mapping) or key not in ckpt:
         found = sorted(map(str, ckpt)) if isinstance(ckpt, Mapping) else f"a {type(ckpt).__name__}, not a dict"
-        raise KeyError(f"{path}: checkpoint has no {key!r} entry (keys: {found})")
+        raise BadInputError(
+            path, f"is not a monai_anomaly model: the checkpoint has no {key!r} entry (keys: {found}); use the "
+            "models/model.pt that `train` wrote"
+        )
     fitter = ThresholdFitter()
     fitter.load_state_dict(ckpt[key])
     return fitter
@@ -293,8 +298,8 @@ def load_fitted_threshold(
         ``(threshold, calibrator)``, each ``None`` if it was never fitted.
 
     Raises:
-        BadInputError: the file cannot be loaded (missing, not a checkpoint, or not plain data); the message names it.
-        KeyError: the checkpoint has no ``key`` entry.
+        BadInputError: the file cannot be loaded (missing, not a checkpoint, or not plain data), or it has no ``key``
+            entry (not a model written by ``train``); the message names it.
     """
     fitter = _saved_fitter(path, key, map_location)
     return fitter.threshold, fitter.calibrator
@@ -308,8 +313,8 @@ def load_volume_threshold(
     Returns ``(None, "")`` for a checkpoint saved before volume thresholds existed.
 
     Raises:
-        BadInputError: the file cannot be loaded (see :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`).
-        KeyError: the checkpoint has no ``key`` entry.
+        BadInputError: the file cannot be loaded (see :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`) or
+            has no ``key`` entry (not a model written by ``train``).
     """
     fitter = _saved_fitter(path, key, map_location)
     return fitter.volume_threshold, fitter.volume_rule
@@ -319,8 +324,9 @@ class ResumeFromLatestCheckpoint:
     """Config-friendly resume: at ``STARTED`` load the newest checkpoint of ``load_dir`` with MONAI's
     ``CheckpointLoader`` (``weights_only=True``), or start fresh when there is none.
 
-    The file is first checked with :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`, so a truncated, foreign
-    or unsafe checkpoint stops the run with a :class:`~monai_anomaly.utils.errors.BadInputError` naming it.
+    The file is first checked with :func:`~monai_anomaly.utils.checkpoints.load_checkpoint`: a truncated or unreadable
+    newest checkpoint is named in a warning and the previous one is used (the saver keeps two); when none can be read
+    the run stops with a :class:`~monai_anomaly.utils.errors.BadInputError` naming them.
 
     Put it first in a bundle's ``train_handlers`` with the same objects as the ``CheckpointSaver``'s ``save_dict``;
     an interrupted run then continues from its last saved epoch.
@@ -352,6 +358,7 @@ class ResumeFromLatestCheckpoint:
         self.map_location = map_location
         self.strict = strict
         self.loaded_path: str | None = None
+        self.skipped: list[str] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self)
@@ -359,16 +366,73 @@ class ResumeFromLatestCheckpoint:
     def __call__(self, engine: Engine) -> None:
         from monai.handlers import CheckpointLoader
 
-        path = find_latest_checkpoint(self.load_dir, self.pattern)
-        if path is None:
+        paths = list_checkpoints(self.load_dir, self.pattern)
+        if not paths:
             logger.info("no checkpoint in %s: starting from scratch", self.load_dir)
             return
-        logger.info("resuming from %s", path)
-        # read it once on the CPU first: a bad file then fails with a plain message naming it (MONAI's loader would
-        # pass on PyTorch's advice to load it unsafely)
-        load_checkpoint(path, map_location="cpu")
-        CheckpointLoader(path, self.load_dict, map_location=self.map_location, strict=self.strict)(engine)
-        self.loaded_path = path
+        bad: list[BadInputError] = []
+        for path in paths:
+            # read it once on the CPU first: a bad file then fails with a plain message naming it (MONAI's loader
+            # would pass on PyTorch's advice to load it unsafely)
+            try:
+                load_checkpoint(path, map_location="cpu")
+            except BadInputError as e:
+                logger.warning("cannot resume from %s; trying the previous checkpoint", e)
+                bad.append(e)
+                continue
+            logger.info("resuming from %s", path)
+            CheckpointLoader(path, self.load_dict, map_location=self.map_location, strict=self.strict)(engine)
+            self.loaded_path = path
+            self.skipped = [str(e) for e in bad]
+            return
+        raise BadInputError(self.load_dir, "no checkpoint in it can be read: " + "; ".join(map(str, bad)))
+
+
+class ModelCheckpointLoader:
+    """MONAI's ``CheckpointLoader`` for a trained model, with errors a user can act on: a checkpoint whose weights do
+    not fit the network built from the config (another architecture, size or bundle) raises a
+    :class:`~monai_anomaly.utils.errors.BadInputError` naming the file, not PyTorch's list of missing keys.
+
+    Args:
+        load_path: the checkpoint.
+        load_dict: objects to restore (``{"model": network, ...}``).
+        map_location: ``torch.load`` map location.
+        strict: strict state-dict loading.
+
+    Example:
+        >>> import torch
+        >>> loader = ModelCheckpointLoader("model.pt", {"model": torch.nn.Linear(2, 2)})
+    """
+
+    def __init__(
+        self, load_path: str | os.PathLike, load_dict: Mapping[str, Any], map_location: Any = None, strict: bool = True
+    ) -> None:
+        from monai.handlers import CheckpointLoader
+
+        self.load_path = str(load_path)
+        self._loader = CheckpointLoader(self.load_path, dict(load_dict), map_location=map_location, strict=strict)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        ckpt = load_checkpoint(self.load_path, map_location="cpu")  # a plain error for an unreadable file
+        missing = [k for k in self._loader.load_dict if not isinstance(ckpt, Mapping) or k not in ckpt]
+        if missing:
+            raise BadInputError(
+                self.load_path,
+                f"is not a monai_anomaly model of this bundle: no {missing} entries (keys: "
+                f"{sorted(map(str, ckpt)) if isinstance(ckpt, Mapping) else type(ckpt).__name__})",
+            )
+        try:
+            self._loader(engine)
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BadInputError(
+                self.load_path,
+                f"its weights do not fit the network built for it ({first.rstrip(':')}); it was trained with another "
+                "network, size or bundle",
+            ) from e
 
 
 class TrainingHealthCheck:

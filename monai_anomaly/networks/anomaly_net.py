@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
 from monai_anomaly.utils.checkpoints import load_checkpoint
+from monai_anomaly.utils.errors import BadInputError
 
 __all__ = ["ReconstructionAnomalyNet"]
 
@@ -115,7 +116,9 @@ class ReconstructionAnomalyNet(nn.Module):
         state = load_checkpoint(path, map_location=map_location)
         if key is not None:
             if key not in state:
-                raise KeyError(f"{path}: checkpoint has no {key!r} entry (keys: {sorted(state)})")
+                raise BadInputError(
+                    path, f"is not a monai_anomaly model: the checkpoint has no {key!r} entry (keys: {sorted(state)})"
+                )
             state = state[key]
         else:
             for k in ("network", "model", "net"):

@@ -162,7 +162,7 @@ def restore_geometry(anomaly_map: MetaTensor, reference: MetaTensor) -> MetaTens
         return m
     if nib is not None and not np.allclose(_affine(m.affine), original, atol=1e-4):
         codes = "".join(nib.orientations.aff2axcodes(original))
-        m = Orientation(axcodes=codes)(m)
+        m = Orientation(axcodes=codes, labels=(("L", "R"), ("P", "A"), ("I", "S")))(m)
     if tuple(m.shape[1:]) != shape or not np.allclose(_affine(m.affine), original, atol=1e-4):
         m = SpatialResample(mode="bilinear", padding_mode="zeros")(
             m, dst_affine=torch.as_tensor(original), spatial_size=shape

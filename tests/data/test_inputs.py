@@ -13,8 +13,10 @@ def _png(path):
 
 
 def test_find_scans_files_series_and_folders(tmp_path):
+    import nibabel as nib
+
     _png(tmp_path / "a.png")
-    (tmp_path / "vol.nii.gz").write_bytes(b"x")
+    nib.save(nib.Nifti1Image(np.random.rand(8, 8, 4).astype(np.float32), np.eye(4)), str(tmp_path / "vol.nii.gz"))
     series = tmp_path / "series1"
     series.mkdir()
     for i in range(3):
@@ -27,6 +29,32 @@ def test_find_scans_files_series_and_folders(tmp_path):
     assert find_scans(series)[0]["image"] == str(series)
     assert find_scans(tmp_path / "a.png")[0]["volume_id"] == "a"
     assert scan_id("x/case.nii.gz") == "case"
+
+
+def test_find_scans_checks_files_before_anything_is_written(tmp_path):
+    """Empty files and files whose content does not match their name fail (or are skipped) when the scans are
+    listed, before inference starts writing."""
+    _png(tmp_path / "ok.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.nii.gz").write_text("not a volume")
+    with pytest.raises(BadInputError, match="empty.png: is an empty file"):
+        find_scans(tmp_path)
+    log = SkipLog(skip_bad=True)
+    assert [it["volume_id"] for it in find_scans(tmp_path, skip_bad=True, skip_log=log)] == ["ok"]
+    assert sorted(s.problem.split(":")[0] for s in log.skipped) == ["is an empty file (0 bytes)", "is not a gzip-compressed NIfTI file"]
+
+
+def test_find_scans_reads_dicom_files_without_extension(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from bad_input_corpus import _dicom_series_without_extension
+
+    series = _dicom_series_without_extension(tmp_path / "scans" / "s1", np.random.default_rng(0))
+    assert not any(f.suffix for f in series.iterdir())
+    items = find_scans(tmp_path / "scans")
+    assert [it["image"] for it in items] == [str(series)]
 
 
 def test_find_scans_errors_name_the_path(tmp_path):

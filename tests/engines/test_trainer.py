@@ -126,12 +126,14 @@ def test_find_latest_checkpoint(tmp_path):
 def test_progress_bar_handler_runs():
     pytest.importorskip("tqdm")
     net = _net(0)
-    bar = ProgressBarHandler(desc="train")
+    bar = ProgressBarHandler(desc="train", only_tty=False)
+    quiet = ProgressBarHandler(desc="train")  # pytest captures stderr: not a terminal, so no bar
     trainer = ReconstructionTrainer(
-        "cpu", 1, _loader(brain_like(4)), net, torch.optim.SGD(net.parameters()), train_handlers=[bar]
+        "cpu", 1, _loader(brain_like(4)), net, torch.optim.SGD(net.parameters()), train_handlers=[bar, quiet]
     )
     trainer.run()
     assert bar.bar is not None
+    assert quiet.bar is None
 
 
 def _pipeline(seed: int, max_epochs: int, ckpt_dir, train_items, val_items):

@@ -112,7 +112,7 @@ def test_state_dict_roundtrip_weights_only(tmp_path):
     empty = ThresholdFitter()
     empty.load_state_dict(ThresholdFitter().state_dict())  # an unfitted fitter saves and loads too
     assert empty.threshold is None and empty.calibrator is None
-    with pytest.raises(KeyError, match="no 'thr' entry"):
+    with pytest.raises(BadInputError, match="no 'thr' entry"):
         load_fitted_threshold(path, key="thr")
 
 
@@ -184,7 +184,7 @@ def test_unloadable_checkpoints_name_the_file_and_never_load_unsafely(tmp_path):
     with pytest.raises(BadInputError, match="no such checkpoint file"):
         load_fitted_threshold(tmp_path / "absent" / "model.pt")
     torch.save(torch.zeros(2), tmp_path / "bare.pt")
-    with pytest.raises(KeyError, match="no 'threshold' entry .*a Tensor, not a dict"):
+    with pytest.raises(BadInputError, match="no 'threshold' entry .*a Tensor, not a dict"):
         load_volume_threshold(tmp_path / "bare.pt")
 
 
@@ -194,13 +194,32 @@ def test_resume_from_a_truncated_checkpoint_says_which_file(tmp_path):
     trainer, _ = _trainer(net, max_epochs=2)
     CheckpointSaver(str(ckpt_dir), {"network": net, "trainer": trainer}, save_interval=1).attach(trainer)
     trainer.run()
-    latest = ckpt_dir / "checkpoint_epoch=2.pt"
-    latest.write_bytes(latest.read_bytes()[:50])  # e.g. the disk filled up while saving
+    for f in ckpt_dir.glob("checkpoint_epoch=*.pt"):  # every checkpoint truncated: nothing to fall back on
+        f.write_bytes(f.read_bytes()[:50])  # e.g. the disk filled up while saving
     trainer2, _ = _trainer(torch.nn.Conv2d(1, 1, 3, padding=1), max_epochs=3)
     ResumeFromLatestCheckpoint(ckpt_dir, {"network": net, "trainer": trainer2}).attach(trainer2)
     with pytest.raises(BadInputError, match=r"checkpoint_epoch=2\.pt: .*truncated") as e:
         trainer2.run()
     assert "weights_only" not in str(e.value)
+
+
+def test_resume_falls_back_to_the_previous_checkpoint_when_the_latest_is_truncated(tmp_path, caplog):
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    ckpt_dir = tmp_path / "ckpt"
+    trainer, _ = _trainer(net, max_epochs=2)
+    CheckpointSaver(str(ckpt_dir), {"network": net, "trainer": trainer}, save_interval=1, n_saved=2).attach(trainer)
+    trainer.run()
+    latest = ckpt_dir / "checkpoint_epoch=2.pt"
+    latest.write_bytes(latest.read_bytes()[:50])
+    net2 = torch.nn.Conv2d(1, 1, 3, padding=1)
+    trainer2, _ = _trainer(net2, max_epochs=3)
+    resume = ResumeFromLatestCheckpoint(ckpt_dir, {"network": net2, "trainer": trainer2})
+    resume.attach(trainer2)
+    with caplog.at_level("WARNING", logger="monai_anomaly"):
+        trainer2.run()
+    assert resume.loaded_path == str(ckpt_dir / "checkpoint_epoch=1.pt")
+    assert "checkpoint_epoch=2.pt" in caplog.text and "previous checkpoint" in caplog.text
+    assert trainer2.state.epoch == 3
 
 
 # --- volume thresholds and training health --------------------------------------------------------------------------

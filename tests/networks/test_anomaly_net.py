@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from monai_anomaly.utils.errors import BadInputError
 from monai_anomaly.networks.anomaly_net import ReconstructionAnomalyNet
 from monai_anomaly.networks.autoencoder import ConvAutoEncoder, ConvVAE
 from monai_anomaly.scoring.maps import compute_anomaly_map
@@ -86,7 +87,7 @@ def test_from_checkpoint_nested(tmp_path):
     net = ReconstructionAnomalyNet.from_checkpoint(_ae(1), path, map_method="squared")
     assert not net.training and net.map_method == "squared"
     assert torch.equal(net.model.from_latent.bias, trained.from_latent.bias)
-    with pytest.raises(KeyError, match="no 'model' entry"):
+    with pytest.raises(BadInputError, match="no 'model' entry"):
         ReconstructionAnomalyNet.from_checkpoint(_ae(1), path, key="model")
 
 

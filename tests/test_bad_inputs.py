@@ -1,0 +1,80 @@
+"""Every case of the bad-input corpus (tests/bad_input_corpus.py), run through the CLI in a subprocess.
+
+Each failing case must exit with its status, print no traceback, name the file and the problem, and leave no output
+behind; the awkward-but-valid cases must succeed. Cases run two at a time (the machine has two cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bad_input_corpus import Case, write_corpus  # noqa: E402
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(argv: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHONPATH": str(_REPO), **(env or {})}
+    e.pop("MONAI_ANOMALY_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "monai_anomaly", *argv], capture_output=True, text=True, env=e, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus_results(tiny_trained_bundle, tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    cases = write_corpus(root, tiny_trained_bundle / "models" / "model.pt")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda c: run_cli(c.argv, c.env), cases))
+    return {c.name: (c, r) for c, r in zip(cases, results)}
+
+
+def _case_names() -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        return [c.name for c in write_corpus(Path(d), Path(d) / "model.pt")]
+
+
+@pytest.mark.parametrize("name", _case_names())
+def test_bad_input_case(corpus_results, name):
+    case, res = corpus_results[name]
+    case: Case
+    both = res.stdout + res.stderr
+    assert res.returncode == case.code, f"{case.argv}\nexit {res.returncode}\n{both[-3000:]}"
+    assert "Traceback (most recent call last)" not in both, both[-3000:]
+    for p in case.absent:
+        assert not p.exists(), f"{p} was left behind"
+    if case.code != 0:
+        err = res.stderr.strip().splitlines()
+        assert 1 <= len(err) <= 3 and err[0].startswith("monai_anomaly: error: "), res.stderr
+        if case.names:
+            assert case.names in err[0], err[0]
+        assert case.phrase.lower() in err[0].lower(), err[0]
+    out = Path(case.argv[case.argv.index("--output_dir") + 1])
+    if case.check.startswith("skipped:"):
+        report = json.loads((out / "scores.json").read_text())
+        assert [Path(s["path"]).name for s in report["skipped"]] == [case.check.split(":", 1)[1]]
+        assert case.names in res.stdout + res.stderr  # named in a warning too
+        assert len(report["scans"]) == 3  # the good files were still scored
+    elif case.check.startswith("scans:"):
+        report = json.loads((out / "scores.json").read_text())
+        assert len(report["scans"]) == int(case.check.split(":")[1])
+        assert report["scans"][0]["scored_slices"]
+    elif case.check == "kept":
+        assert (out / "scores.json").read_text() == "{}"  # the earlier result is untouched
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "zero.png").write_bytes(b"")
+    res = run_cli(["infer", str(tmp_path / "zero.png"), "--output_dir", str(tmp_path / "o"), "--debug"])
+    assert res.returncode == 1 and "Traceback (most recent call last)" in res.stderr
