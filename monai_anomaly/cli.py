@@ -143,7 +143,8 @@ def _fresh_output(out: Path, overwrite: bool, what: str) -> bool:
     if _non_empty(out):
         if not overwrite:
             raise FileExistsError(
-                f"{out}: not empty (an earlier {what}?); pass --overwrite to replace it, or choose another --output_dir."
+                f"{out}: not empty (an earlier {what}?); pass --overwrite to replace it, or choose another "
+                "--output_dir."
             )
         if not any((out / f).is_file() for f in _REPORT_FILES):
             raise UsageError(

@@ -145,12 +145,16 @@ def write_corpus(root: Path, ckpt: Path) -> list[Case]:
     )
     _other_network_checkpoint(ckpt, d / "other_net.pt")
     cases.append(
-        infer("other_network_ckpt", d / "slice.png", model=d / "other_net.pt", names="other_net.pt", phrase="do not fit")
+        infer(
+            "other_network_ckpt", d / "slice.png", model=d / "other_net.pt", names="other_net.pt", phrase="do not fit"
+        )
     )
     cases.append(
         infer("other_image_size", d / "slice.png", "--image_size", "64", names=ckpt.name, phrase="trained with")
     )
-    cases.append(infer("missing_ckpt", d / "slice.png", model=d / "none.pt", names="none.pt", phrase="no trained model"))
+    cases.append(
+        infer("missing_ckpt", d / "slice.png", model=d / "none.pt", names="none.pt", phrase="no trained model")
+    )
     # -- folders
     mixed = root / "mixed"
     for i in range(3):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from monai_anomaly.cli import AnomalyCLI, _prepare_output, find_bundle, sample_data_dir
+from monai_anomaly.cli import AnomalyCLI, _fresh_output, find_bundle, sample_data_dir
+from monai_anomaly.utils.cli_errors import UsageError
 
 
 def test_sample_data_is_embedded():
@@ -24,13 +25,57 @@ def test_find_bundle_by_name_and_clear_error(tmp_path):
 
 
 def test_outputs_are_not_overwritten(tmp_path):
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "model.pt").write_bytes(b"x")
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        _prepare_output(tmp_path, overwrite=False, marker="models/model.pt")
-    assert _prepare_output(tmp_path, overwrite=True, marker="models/model.pt") == tmp_path.resolve()
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "models" / "model.pt").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+        AnomalyCLI().train(str(tmp_path / "data"), output_dir=str(run))
+    with pytest.raises(UsageError, match="give one of them"):
+        AnomalyCLI().train(str(tmp_path / "data"), output_dir=str(run), resume=True, overwrite=True)
+    assert (run / "models" / "model.pt").read_bytes() == b"x"
     with pytest.raises(FileExistsError, match="not empty"):
-        AnomalyCLI().demo(output_dir=str(tmp_path))
+        AnomalyCLI().demo(output_dir=str(run))
+    # --overwrite only ever deletes an earlier monai_anomaly result, never a folder of other files
+    other = tmp_path / "papers"
+    other.mkdir()
+    (other / "thesis.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        _fresh_output(other, overwrite=False, what="inference result")
+    with pytest.raises(UsageError, match="not a monai_anomaly"):
+        _fresh_output(other, overwrite=True, what="inference result")
+    with pytest.raises(UsageError, match="not an earlier demo"):
+        AnomalyCLI().demo(output_dir=str(other), overwrite=True)
+    assert (other / "thesis.txt").read_text() == "keep me"
+
+
+def test_output_inside_the_input_folder_is_refused(tmp_path):
+    (tmp_path / "data" / "normal").mkdir(parents=True)
+    with pytest.raises(UsageError, match="inside the input folder"):
+        AnomalyCLI().train(str(tmp_path / "data"), output_dir=str(tmp_path / "data" / "run"))
+
+
+def test_infer_overwrite_replaces_the_whole_earlier_result(tiny_trained_bundle, tmp_path):
+    import json
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    src = sorted((sample_data_dir() / "abnormal" / "glioma").glob("*.png"))[:2]
+    for f in src:
+        (scans / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "out"
+    (out / "maps").mkdir(parents=True)
+    (out / "scores.json").write_text("{}")
+    (out / "maps" / "old_scan_anomaly_map.nii.gz").write_bytes(b"stale")
+    ckpt = str(tiny_trained_bundle / "models" / "model.pt")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        AnomalyCLI().infer(str(scans), output_dir=str(out), ckpt=ckpt)
+    assert (out / "scores.json").read_text() == "{}"
+    AnomalyCLI().infer(str(scans), output_dir=str(out), ckpt=ckpt, overwrite=True)
+    assert not (out / "maps" / "old_scan_anomaly_map.nii.gz").exists()  # no stale map beside the new CSV
+    assert len(json.loads((out / "scores.json").read_text())["scans"]) == 2
+    # the files the help text names are the files written
+    for name in ("detailed_results.csv", "volume_results.csv", "scores.json", "anomaly_report.txt"):
+        assert (out / name).is_file() and name in AnomalyCLI.infer.__doc__, name
 
 
 def test_demo_writes_a_report_from_the_embedded_sample(tmp_path):

@@ -68,6 +68,8 @@ class Datalist:
         layout: the layout the items were read with.
         root: the folder (or manifest file) they were read from.
         skipped: ``[{"path", "problem"}, ...]`` for each bad input skipped (only with ``skip_bad=True``).
+        conflicts: groups of files holding the same image as normal and abnormal (filled by
+            :func:`~monai_anomaly.data.conflicts.warn_label_conflicts`).
 
     Example:
         >>> dl = build_datalist("brain_tumor_mri_4class")  # doctest: +SKIP
@@ -79,6 +81,7 @@ class Datalist:
     layout: Layout
     root: str
     skipped: list[dict] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)  # set by monai_anomaly.data.conflicts.warn_label_conflicts
 
     def __len__(self) -> int:
         return len(self.items)

@@ -276,8 +276,9 @@ def _saved_fitter(path: str | os.PathLike, key: str, map_location: Any) -> Thres
     if not isinstance(ckpt, Mapping) or key not in ckpt:
         found = sorted(map(str, ckpt)) if isinstance(ckpt, Mapping) else f"a {type(ckpt).__name__}, not a dict"
         raise BadInputError(
-            path, f"is not a monai_anomaly model: the checkpoint has no {key!r} entry (keys: {found}); use the "
-            "models/model.pt that `train` wrote"
+            path,
+            f"is not a monai_anomaly model: the checkpoint has no {key!r} entry (keys: {found}); use the "
+            "models/model.pt that `train` wrote",
         )
     fitter = ThresholdFitter()
     fitter.load_state_dict(ckpt[key])

@@ -146,9 +146,14 @@ def sniff_format(path: str | os.PathLike) -> str:
         return "gzip"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
-    if len(head) >= 4 and int.from_bytes(head[:4], "little") in (348, 540) or head[:4] in (
-        (348).to_bytes(4, "big"),
-        (540).to_bytes(4, "big"),
+    if (
+        len(head) >= 4
+        and int.from_bytes(head[:4], "little") in (348, 540)
+        or head[:4]
+        in (
+            (348).to_bytes(4, "big"),
+            (540).to_bytes(4, "big"),
+        )
     ):
         return "nifti"
     try:

@@ -124,7 +124,7 @@ def test_request_threshold_overrides_the_prediction(bundle: Path, studies: Path)
 
 def test_bad_images_name_the_file_and_the_problem(bundle: Path, studies: Path) -> None:
     runner = AnomalyBundleRunner(bundle)
-    with pytest.raises(BadInputError, match=r"notes\.png: cannot be read"):
+    with pytest.raises(BadInputError, match=r"notes\.png: is not a PNG image: its content is text"):
         runner(studies / "notes.png")
     with pytest.raises(BadInputError, match=r"series4d\.nii\.gz: holds 3 volumes"):
         runner(studies / "series4d.nii.gz")
@@ -331,7 +331,7 @@ def test_server_serves_heatmaps_scores_and_clear_errors(
     # bad requests: a clear message, and the server keeps serving
     bad = {
         "nope": (404, "unknown image id 'nope'"),
-        "notes": (400, "notes.png: cannot be read"),
+        "notes": (400, "notes.png: is not a PNG image"),
         "series4d": (400, "series4d.nii.gz: holds 3 volumes"),
     }
     for image, (status, message) in bad.items():

@@ -41,7 +41,10 @@ def test_find_scans_checks_files_before_anything_is_written(tmp_path):
         find_scans(tmp_path)
     log = SkipLog(skip_bad=True)
     assert [it["volume_id"] for it in find_scans(tmp_path, skip_bad=True, skip_log=log)] == ["ok"]
-    assert sorted(s.problem.split(":")[0] for s in log.skipped) == ["is an empty file (0 bytes)", "is not a gzip-compressed NIfTI file"]
+    assert sorted(s.problem.split(":")[0] for s in log.skipped) == [
+        "is an empty file (0 bytes)",
+        "is not a gzip-compressed NIfTI file",
+    ]
 
 
 def test_find_scans_reads_dicom_files_without_extension(tmp_path):

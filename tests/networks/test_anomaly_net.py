@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from monai_anomaly.utils.errors import BadInputError
 from monai_anomaly.networks.anomaly_net import ReconstructionAnomalyNet
 from monai_anomaly.networks.autoencoder import ConvAutoEncoder, ConvVAE
 from monai_anomaly.scoring.maps import compute_anomaly_map
+from monai_anomaly.utils.errors import BadInputError
 
 
 def _ae(seed: int = 0) -> ConvAutoEncoder:
