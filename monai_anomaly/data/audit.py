@@ -485,6 +485,14 @@ def _hash_words(hexes: Sequence[str]) -> np.ndarray:
     return raw.reshape(len(hexes), -1).view(np.uint64)
 
 
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits per element (``numpy.bitwise_count`` needs numpy >= 2; the MONAI Label environment has numpy < 2)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    bits = np.unpackbits(np.ascontiguousarray(x).view(np.uint8).reshape(*x.shape, x.dtype.itemsize), axis=-1)
+    return bits.sum(-1, dtype=np.int64)
+
+
 def hamming_pairs(hexes: Sequence[str], threshold: int, chunk: int = 512) -> list[tuple[int, int, int]]:
     """All pairs ``(i, j, distance)`` with ``i < j`` whose hashes differ in at most ``threshold`` bits.
 
@@ -501,7 +509,7 @@ def hamming_pairs(hexes: Sequence[str], threshold: int, chunk: int = 512) -> lis
     out: list[tuple[int, int, int]] = []
     for start in range(0, n, chunk):
         block = words[start : start + chunk]
-        dist = np.bitwise_count(block[:, None, :] ^ words[None, :, :]).sum(-1)
+        dist = _popcount(block[:, None, :] ^ words[None, :, :]).sum(-1)
         ii, jj = np.nonzero(dist <= threshold)
         for i, j in zip(ii.tolist(), jj.tolist()):
             i += start

@@ -59,7 +59,14 @@ def test_nifti_heatmap_has_the_input_geometry(bundle: Path, studies: Path, tmp_p
     assert out.endswith(".nii.gz") and heat.shape == src.shape == (20, 18, 5)
     np.testing.assert_allclose(heat.affine, src.affine, atol=1e-5)  # oriented back from RAS to the file's LPS grid
     assert heat.get_fdata().min() >= 0 and result["map_max"] == pytest.approx(heat.get_fdata().max(), rel=1e-5)
+    assert result["image_shape"] == result["map_shape"] == [20, 18, 5] and result["spatial_dims"] == 3
     _check_result(result, n_slices=5, bundle=bundle)
+    # a file whose first two voxel axes are swapped w.r.t. RAS: the shapes are still both the file's, in one order
+    swapped = tmp_path / "swapped.nii.gz"
+    aff = src.affine[:, [1, 0, 2, 3]]
+    nib.save(nib.Nifti1Image(np.asarray(src.dataobj).transpose(1, 0, 2), aff), str(swapped))
+    out2, result2 = runner.infer_to_file(swapped, output_dir=tmp_path)
+    assert result2["image_shape"] == result2["map_shape"] == [18, 20, 5] == list(nib.load(out2).shape)
 
 
 def test_heatmap_is_the_network_map_on_the_file_grid(bundle: Path, studies: Path) -> None:
@@ -99,6 +106,7 @@ def test_png_image_gives_a_2d_heatmap(bundle: Path, studies: Path, tmp_path: Pat
     runner = AnomalyBundleRunner(bundle)
     out, result = runner.infer_to_file(studies / "pic.png", output_dir=tmp_path)
     assert nib.load(out).shape == (20, 24)  # rows, columns of the picture
+    assert result["image_shape"] == result["map_shape"] == [20, 24] and result["spatial_dims"] == 2  # a 2D study
     _check_result(result, n_slices=1, bundle=bundle)
     png, result_png = runner.infer_to_file(studies / "pic.png", extension="png", output_dir=tmp_path)
     pixels = np.asarray(Image.open(png))
@@ -221,6 +229,23 @@ def _monailabel_available() -> str | None:
     return None
 
 
+def readme_start_command(studies: Path, checkpoint: Path) -> list[str]:
+    """The README's MONAI Label start command, word for word, with its example folder and checkpoint replaced by the
+    test's. Its interpreter (``venv-label/bin/python``, relative to the repository) is used as written when that
+    environment exists (CI creates it as the README says); elsewhere (``tox -e label``) the running one is used."""
+    import shlex
+
+    lines = [ln for ln in (REPO / "README.md").read_text().splitlines() if "start_server" in ln and "venv-label" in ln]
+    assert len(lines) == 1, lines
+    words = shlex.split(lines[0])
+    assert words[0] == "venv-label/bin/python" and words[1:3] == ["-m", "monailabel.main"], words
+    if not (REPO / words[0]).is_file():
+        words[0] = sys.executable
+    subs = {"/data/scans": str(studies), "runs/ae/models/model.pt": str(checkpoint)}
+    assert set(subs) <= set(words), words
+    return [subs.get(w, w) for w in words]
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -244,8 +269,8 @@ def server(bundle: Path, studies: Path, tmp_path: Path):
         MONAI_LABEL_SESSION_PATH=str(tmp_path / "sessions"),
         OMP_NUM_THREADS="1",
     )
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR), "--studies", str(studies)]
-    cmd += ["--conf", "models", str(bundle), "--conf", "device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = readme_start_command(studies, bundle / "models" / "model.pt")
+    cmd += ["--conf", "device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
     log_config = {  # to the console: MONAI Label's default writes <app>/logs/app.log into the source tree
         "version": 1,
         "disable_existing_loggers": False,
@@ -256,7 +281,7 @@ def server(bundle: Path, studies: Path, tmp_path: Path):
     (tmp_path / "logging.json").write_text(json.dumps(log_config))
     cmd += ["--log_config", str(tmp_path / "logging.json")]
     log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # the README runs it there
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -339,6 +364,12 @@ def test_server_serves_heatmaps_scores_and_clear_errors(
         assert r.status_code == status and message in r.json()["detail"], (image, r.status_code, r.text)
     r = requests.post(f"{server}/infer/no_such_model", params={"image": "vol"}, timeout=60)
     assert r.status_code == 404 and "unknown model 'no_such_model'" in r.json()["detail"]
+    r = requests.post(f"{server}/infer/autoencoder_anomaly", params={"image": "vol"}, data={"params": "{threshold: 1"})
+    assert r.status_code == 400 and "params is not valid JSON" in r.json()["detail"], r.text
+    r = requests.post(f"{server}/infer/autoencoder_anomaly", params={"image": "vol"}, data={"params": "[1, 2]"})
+    assert r.status_code == 400 and "JSON object" in r.json()["detail"], r.text
+    r = requests.post(f"{server}/infer/autoencoder_anomaly", timeout=60)  # no image at all
+    assert r.status_code == 400 and "no image given" in r.json()["detail"], r.text
     r = requests.post(f"{server}/infer/autoencoder_anomaly", params={"image": "vol", "output": "json"}, timeout=120)
     assert r.status_code == 200 and r.json()["volume_score"] == pytest.approx(result["volume_score"])
 

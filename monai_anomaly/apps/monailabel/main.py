@@ -26,11 +26,43 @@ from monai_anomaly.apps.monailabel.lib.runner import AnomalyBundleRunner, Bundle
 from monai_anomaly.apps.monailabel.lib.studies import convert_dicom_series
 from monai_anomaly.utils.errors import BadInputError
 
-__all__ = ["AnomalyApp", "resolve_bundles", "served_models"]
+__all__ = ["AnomalyApp", "check_infer_requests", "resolve_bundles", "served_models"]
 
 logger = logging.getLogger("monai_anomaly")
 
 PROJECT_BUNDLES = Path(__file__).resolve().parents[3] / "bundles"
+
+
+def check_infer_requests() -> None:
+    """Answer a malformed request to ``POST /infer/<model>`` with HTTP 400 and a message.
+
+    MONAI Label 0.8.5 parses the ``params`` form field and checks for an image in its own endpoint, before the app
+    sees the request, and answers both a malformed ``params`` JSON and a request without an image with HTTP 500. The
+    endpoint looks ``run_inference`` up by name when called, so a checking wrapper put in its place (once, when this
+    app is loaded) sees every request first. Written by hand: MONAI Label has no hook for request validation.
+    """
+    import json
+
+    import monailabel.endpoints.infer as endpoint
+
+    original = endpoint.run_inference
+    if getattr(original, "_monai_anomaly_checked", False):
+        return
+
+    def run_inference(background_tasks, model, image="", session_id="", params="{}", file=None, label=None, output=None):
+        if not file and not image and not session_id:
+            raise HTTPException(400, "no image given: use ?image=<image id> or upload a file")
+        if isinstance(params, str) and params.strip():
+            try:
+                parsed = json.loads(params)
+            except json.JSONDecodeError as e:
+                raise HTTPException(400, f"params is not valid JSON: {e.msg} at character {e.pos}") from e
+            if not isinstance(parsed, dict):
+                raise HTTPException(400, f"params must be a JSON object, got {type(parsed).__name__}")
+        return original(background_tasks, model, image, session_id, params, file, label, output)
+
+    run_inference._monai_anomaly_checked = True  # type: ignore[attr-defined]
+    endpoint.run_inference = run_inference
 
 
 def resolve_bundles(models: str | None, app_dir: str | os.PathLike) -> list[Path]:
@@ -104,6 +136,7 @@ class AnomalyApp(MONAILabelApp):
         import torch
 
         conf = conf or {}
+        check_infer_requests()
         self.device = conf.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         self.models = served_models(conf, app_dir)
         self.bundles = [b for b, _ in self.models]

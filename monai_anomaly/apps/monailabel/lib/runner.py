@@ -284,7 +284,17 @@ class AnomalyBundleRunner:
         if heatmap.ndim == image.ndim - 1:
             heatmap = heatmap.unsqueeze(0)
         heatmap = restore_geometry(heatmap[:1], image)
-        result.update({"bundle": self.name, "bundle_version": self.version, "image_shape": list(image.shape[1:])})
+        # the shapes of the input file's own grid (the heatmap is written on it), in the same axis order as map_shape
+        grid = meta.get("spatial_shape")
+        grid = [int(x) for x in np.asarray(grid).ravel()] if grid is not None else list(heatmap.shape[1:])
+        result.update(
+            {
+                "bundle": self.name,
+                "bundle_version": self.version,
+                "image_shape": grid,
+                "spatial_dims": int(image.ndim - 1),  # 2 for a 2D image, 3 for a volume
+            }
+        )
         return heatmap, result
 
     def _result(self, d: Mapping[Any, Any], threshold: float | None) -> dict[str, Any]:
