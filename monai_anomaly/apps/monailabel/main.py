@@ -49,7 +49,9 @@ def check_infer_requests() -> None:
     if getattr(original, "_monai_anomaly_checked", False):
         return
 
-    def run_inference(background_tasks, model, image="", session_id="", params="{}", file=None, label=None, output=None):
+    def run_inference(  # same parameters, in the same order, as MONAI Label's
+        background_tasks, model, image="", session_id="", params="{}", file=None, label=None, output=None
+    ):
         if not file and not image and not session_id:
             raise HTTPException(400, "no image given: use ?image=<image id> or upload a file")
         if isinstance(params, str) and params.strip():
