@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     previous = None if debug else quiet_tracebacks()
     try:
-        fire.Fire(AnomalyCLI, command=args, name="monai_anomaly")
+        fire.Fire(AnomalyCLI(), command=args, name="monai_anomaly")
     except KeyboardInterrupt:
         print("monai_anomaly: interrupted", file=sys.stderr)
         sys.exit(130)

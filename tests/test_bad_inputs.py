@@ -78,3 +78,16 @@ def test_debug_shows_the_traceback(tmp_path):
     (tmp_path / "zero.png").write_bytes(b"")
     res = run_cli(["infer", str(tmp_path / "zero.png"), "--output_dir", str(tmp_path / "o"), "--debug"])
     assert res.returncode == 1 and "Traceback (most recent call last)" in res.stderr
+
+
+def test_help_lists_the_commands_and_names_the_files_they_write():
+    res = run_cli(["--help"])  # fire writes help to stdout on a terminal, to stderr otherwise
+    assert res.returncode == 0
+    for cmd in ("train", "evaluate", "infer", "demo", "audit", "bundles", "config"):
+        assert f"\n     {cmd}\n" in res.stdout + res.stderr, res.stdout + res.stderr
+    res = run_cli(["infer", "--help"])
+    infer = res.stdout + res.stderr
+    assert "detailed_results.csv" in infer and "volume_results.csv" in infer and "slice_scores.csv" not in infer
+    res = run_cli(["train", "--help"])
+    train = res.stdout + res.stderr
+    assert "models/model.pt" in train and "eval/" not in train.split("POSITIONAL ARGUMENTS")[0]  # train writes no eval/

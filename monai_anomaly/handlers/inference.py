@@ -195,6 +195,7 @@ class InferenceResultWriter:
                 "slice_selection": "slices with less foreground than min_foreground are not scored (score 0, no row)",
             },
             overwrite=self.overwrite,
+            extra_files=["scores.json"] + (["maps/"] if (self.output_dir / "maps").is_dir() else []),
         )
         with open(self.output_dir / "scores.json", "w") as f:
             json.dump({"scans": self.results, "skipped": skipped}, f, indent=2, default=str)

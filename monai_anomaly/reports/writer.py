@@ -312,6 +312,7 @@ def write_report(
     overwrite: bool = False,
     top_k: int = 5,
     volume_threshold: float | None = None,
+    extra_files: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the full report of a run into one folder.
 
@@ -352,6 +353,8 @@ def write_report(
         top_k: number of panels.
         volume_threshold: threshold on volume scores; default: the slice threshold, except for ``"fraction_above"``
             aggregation, whose volume score is a fraction (then no volume predictions unless given).
+        extra_files: names of other files (or ``folder/``) the caller writes into ``output_dir``, listed in the
+            report's file list too (e.g. ``scores.json``, ``maps/``).
 
     Returns:
         the content of ``metrics.json`` plus ``"files"`` (name -> path of every file written).
@@ -450,7 +453,7 @@ def write_report(
 
     files["metrics.json"] = os.path.join(output_dir, "metrics.json")
     files["anomaly_report.txt"] = os.path.join(output_dir, "anomaly_report.txt")
-    results["files"] = sorted(os.path.basename(p) for p in files.values())
+    results["files"] = sorted([os.path.basename(p) for p in files.values()] + list(extra_files))
     results = _json_safe(results)
     with open(files["metrics.json"], "w") as f:
         json.dump(results, f, indent=2)
