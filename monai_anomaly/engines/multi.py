@@ -1,0 +1,195 @@
+"""A trainer for methods with several networks and optimizers (GANs, CycleGAN, refiners), on MONAI's Ignite
+``Trainer``.
+
+A method subclasses :class:`MultiNetworkTrainer` and writes one :meth:`~MultiNetworkTrainer.train_step`: it receives
+the prepared batch and returns a dict of named loss values; it calls :meth:`~MultiNetworkTrainer.step` for each
+optimizer update, which handles gradient zeroing, per-network mixed precision (a gradient scaler per float16
+optimizer) and the backward pass. ``engine.state.output`` is then ``{"loss": ..., <name>: ...}`` for whatever losses
+the method has, so MONAI's ``StatsHandler``, ``TensorBoardStatsHandler`` and the progress bar show them without
+knowing the method. :meth:`~MultiNetworkTrainer.checkpoint_dict` gives every network, optimizer, scheduler and
+stateful buffer under stable names for MONAI's ``CheckpointSaver`` / ``CheckpointLoader``, so ``--resume`` restores
+all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from monai.engines import Trainer
+from monai.engines.utils import IterationEvents
+from monai.utils import IgniteInfo, min_version, optional_import
+from torch.optim.optimizer import Optimizer
+from torch.utils.data import DataLoader
+
+from monai_anomaly.utils.enums import AnomalyKeys
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = ["MultiNetworkTrainer", "default_prepare_batch"]
+
+
+def default_prepare_batch(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> dict:
+    """Move every tensor of a dictionary batch to ``device`` (other values are kept as they are)."""
+    return {
+        k: (v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
+    }
+
+
+class MultiNetworkTrainer(Trainer):
+    """Base of trainers with several named networks and optimizers.
+
+    Args:
+        device: the device to train on.
+        max_epochs: number of epochs.
+        train_data_loader: loader of dictionary batches.
+        networks: ``{name: module}``, e.g. ``{"generator": g, "critic": c}``.
+        optimizers: ``{name: optimizer}``; the names are used by :meth:`step` (usually the network's name).
+        schedulers: optional ``{name: lr scheduler}``, saved with the checkpoint (step them with MONAI's
+            ``LrScheduleHandler`` or in :meth:`train_step`).
+        amp: ``{optimizer name: dtype}`` of the networks to run under autocast on CUDA (``torch.bfloat16``, or
+            ``torch.float16`` with a gradient scaler); ignored with a warning on CPU.
+        prepare_batch: ``(batch, device, non_blocking) -> batch`` (default: move tensors to the device).
+        epoch_length, non_blocking, iteration_update, postprocessing, key_train_metric, additional_metrics,
+        metric_cmp_fn, train_handlers, event_names, event_to_attr, decollate, to_kwargs: as MONAI's ``Trainer``.
+
+    Example:
+        >>> class Twin(MultiNetworkTrainer):
+        ...     def train_step(self, batch):
+        ...         loss = self.networks["a"](batch["image"]).pow(2).mean()
+        ...         self.step("a", loss)
+        ...         return {"a_loss": loss}
+        >>> a = torch.nn.Linear(4, 4)
+        >>> t = Twin("cpu", 1, [{"image": torch.rand(2, 4)}], {"a": a}, {"a": torch.optim.SGD(a.parameters(), 0.1)})
+        >>> t.run()
+        >>> sorted(t.state.output)
+        ['a_loss', 'loss']
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable | DataLoader,
+        networks: Mapping[str, torch.nn.Module],
+        optimizers: Mapping[str, Optimizer],
+        schedulers: Mapping[str, Any] | None = None,
+        amp: Mapping[str, torch.dtype] | None = None,
+        prepare_batch: Callable = default_prepare_batch,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        iteration_update: Callable[[Engine, Any], Any] | None = None,
+        postprocessing: Callable | None = None,
+        key_train_metric: dict | None = None,
+        additional_metrics: dict | None = None,
+        metric_cmp_fn: Callable | None = None,
+        train_handlers: Sequence | None = None,
+        event_names: list | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = False,
+        to_kwargs: dict | None = None,
+    ) -> None:
+        from monai.engines.utils import default_metric_cmp_fn
+
+        dev = torch.device(device)
+        missing = sorted(set(optimizers) - set(networks))
+        if missing:
+            raise ValueError(f"optimizers {missing} have no network of the same name (networks: {sorted(networks)})")
+        amp = dict(amp or {})
+        if amp and dev.type != "cuda":
+            warnings.warn(f"mixed precision needs a CUDA device; training on {dev} in full precision", stacklevel=2)
+            amp = {}
+        for name, dtype in amp.items():
+            if dtype not in (torch.bfloat16, torch.float16):
+                raise ValueError(f"amp[{name!r}] must be torch.bfloat16 or torch.float16, got {dtype}")
+        super().__init__(
+            device=dev,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            iteration_update=iteration_update,
+            postprocessing=postprocessing,
+            key_metric=key_train_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=default_metric_cmp_fn if metric_cmp_fn is None else metric_cmp_fn,
+            handlers=train_handlers,
+            amp=False,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            to_kwargs=to_kwargs,
+        )
+        self.networks = dict(networks)
+        self.optimizers = dict(optimizers)
+        self.schedulers = dict(schedulers or {})
+        self.amp_dtypes = amp
+        self.scalers = {n: torch.amp.GradScaler("cuda") for n, d in amp.items() if d == torch.float16}
+
+    # -- what a method writes --------------------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, Any]) -> Mapping[str, torch.Tensor | float]:
+        """One iteration of the method: forward passes, :meth:`step` calls, and the named losses to report."""
+        raise NotImplementedError
+
+    # -- helpers for train_step -------------------------------------------------------------------------------------
+    def autocast(self, name: str):
+        """Autocast context of network ``name`` (a no-op when it runs in full precision)."""
+        dtype = self.amp_dtypes.get(name)
+        return torch.autocast(self.state.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+    def step(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """Zero ``name``'s gradients, back-propagate ``loss`` (scaled for float16) and step its optimizer."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        scaler = self.scalers.get(name)
+        if scaler is not None:
+            scaler.scale(loss).backward(retain_graph=retain_graph)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward(retain_graph=retain_graph)
+            opt.step()
+
+    @staticmethod
+    def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
+        """Freeze or unfreeze a network (e.g. the critic during the generator's step)."""
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+    # -- engine plumbing --------------------------------------------------------------------------------------------
+    def _iteration(self, engine: MultiNetworkTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
+        if batchdata is None:
+            raise ValueError("must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)
+        for net in engine.networks.values():
+            net.train()
+        losses = dict(engine.train_step(batch))
+        out: dict[str, Any] = {}
+        for k, v in losses.items():
+            out[str(k)] = v.detach().float().mean() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+        if "loss" not in out:  # a single number for handlers that show "the" loss
+            out["loss"] = torch.stack([v for v in out.values()]).sum() if out else torch.zeros(())
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        if AnomalyKeys.IMAGE in batch and isinstance(batch[AnomalyKeys.IMAGE], torch.Tensor):
+            engine.state.batch_size = int(batch[AnomalyKeys.IMAGE].shape[0])
+        return out
+
+    def checkpoint_dict(self, **extra: Any) -> dict[str, Any]:
+        """Everything to save and restore: ``net_<name>``, ``opt_<name>``, ``sched_<name>``, ``trainer`` and
+        ``extra`` objects (anything with ``state_dict`` / ``load_state_dict``, e.g. a replay buffer)."""
+        d: dict[str, Any] = {f"net_{k}": v for k, v in self.networks.items()}
+        d.update({f"opt_{k}": v for k, v in self.optimizers.items()})
+        d.update({f"sched_{k}": v for k, v in self.schedulers.items()})
+        d.update({f"scaler_{k}": v for k, v in self.scalers.items()})
+        d["trainer"] = self
+        d.update(extra)
+        return d

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+from monai_anomaly.engines.gan import HealthyGANTrainer, known_healthy_flags
+from monai_anomaly.engines.multi import MultiNetworkTrainer
+from monai_anomaly.networks.gan import HealthyTranslationGenerator, wgan_critic
+
+S = 32
+
+
+def _image(rng: np.random.Generator, lesion: bool) -> np.ndarray:
+    """A bright disc (a 'brain') on -1; a lesion is a 5x5 square at +0.9 inside it."""
+    yy, xx = np.mgrid[:S, :S]
+    r = rng.uniform(9, 13)
+    x = np.where((yy - S / 2) ** 2 + (xx - S / 2) ** 2 <= r * r, 0.2 + 0.1 * rng.standard_normal((S, S)), -1.0)
+    if lesion:
+        cy, cx = rng.integers(10, 18, 2)
+        x[cy : cy + 5, cx : cx + 5] = 0.9
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def _batches(n_batches: int, seed: int = 0, size: int = 8) -> list[dict]:
+    """Half known-healthy, half an unannotated mixed set (half of it with lesions)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        imgs = [_image(rng, False) for _ in range(size // 2)] + [_image(rng, True) for _ in range(size // 2)]
+        out.append(
+            {"image": torch.tensor(np.stack(imgs))[:, None], "role": ["normal"] * (size // 2) + ["mixed"] * (size // 2)}
+        )
+    return out
+
+
+def _trainer(max_epochs: int, data, lr: float = 1e-3, n_critic: int = 2, mask: bool = False, seed: int = 0):
+    torch.manual_seed(seed)
+    g = HealthyTranslationGenerator(2, features=(8, 8, 16, 32, 64, 8), mask=mask)
+    c = wgan_critic((1, S, S), channels=(8, 16, 32))
+    og = torch.optim.Adam(g.parameters(), lr, betas=(0.5, 0.999))
+    oc = torch.optim.Adam(c.parameters(), lr, betas=(0.5, 0.999))
+    return HealthyGANTrainer("cpu", max_epochs, data, g, c, og, oc, n_critic=n_critic, seed=seed)
+
+
+def _steps(opt: torch.optim.Optimizer) -> int:
+    states = list(opt.state.values())
+    return int(states[0]["step"]) if states else 0
+
+
+def test_known_healthy_flags():
+    assert known_healthy_flags({"role": ["normal", "mixed", "normal"]}, 3, torch.device("cpu")).tolist() == [
+        True,
+        False,
+        True,
+    ]
+    assert known_healthy_flags({}, 2, torch.device("cpu")).tolist() == [True, True]  # normals alone
+
+
+def test_critic_steps_every_iteration_and_the_generator_every_n_critic():
+    t = _trainer(1, _batches(5), n_critic=2)
+    t.run()
+    assert _steps(t.optimizers["critic"]) == 5 and _steps(t.optimizers["generator"]) == 3  # iterations 1, 3, 5
+    out = t.state.output
+    names = {"loss", "critic_loss", "gradient_penalty", "wasserstein", "gen_adv_loss", "identity_loss", "focus_loss"}
+    assert set(out) == names and all(torch.isfinite(v) for v in out.values())
+
+
+def test_the_critic_learns_to_tell_healthy_from_the_mixed_translations():
+    """Early on G(mixed) still holds the lesions (and tanh lifts the -1 background): on held-out batches the trained
+    critic must score known-healthy images above the generator's translations (a positive Wasserstein estimate)."""
+    t = _trainer(6, _batches(10), lr=3e-3, n_critic=1000)  # the generator steps once: the critic's side only
+    gp = []
+    t.add_event_handler(Events.ITERATION_COMPLETED, lambda e: gp.append(float(e.state.output["gradient_penalty"])))
+    t.run()
+    g, c = t.networks["generator"], t.networks["critic"]
+    real, fake = [], []
+    with torch.no_grad():
+        for b in _batches(4, seed=5):
+            x = b["image"]
+            real.append(c(x[:4]).mean())
+            fake.append(c(g(x[4:])["healthy"]).mean())
+    assert float(torch.stack(real).mean() - torch.stack(fake).mean()) > 0.5
+    assert np.mean(gp[-5:]) < 0.5 * np.mean(gp[:3])  # the penalty brought the critic's gradient norm towards 1
+
+
+def test_mask_variant_reports_the_focus_loss():
+    t = _trainer(1, _batches(2), mask=True, n_critic=1)
+    t.run()
+    assert 0 < float(t.state.output["focus_loss"]) <= 0.25
+
+
+def test_checkpoint_restores_both_networks_both_optimizers_and_the_iteration(tmp_path):
+    data = _batches(3)
+    t = _trainer(2, data)
+    CheckpointSaver(str(tmp_path), t.checkpoint_dict(), save_interval=1, n_saved=1).attach(t)
+    t.run()
+    (ckpt,) = tmp_path.glob("checkpoint_epoch=2.pt")
+    t2 = _trainer(3, data, seed=1)
+    before = {k: v.clone() for k, v in t2.networks["generator"].state_dict().items()}
+    CheckpointLoader(str(ckpt), t2.checkpoint_dict(), map_location="cpu").attach(t2)
+    seen = {}
+    t2.add_event_handler(Events.STARTED, lambda e: seen.update(iteration=e.state.iteration))
+    t2.run()
+    assert seen["iteration"] == 6  # resumed after epoch 2 (3 iterations per epoch), then ran epoch 3
+    assert _steps(t2.optimizers["critic"]) == 9
+    saved = torch.load(ckpt, weights_only=True)
+    assert {"net_generator", "net_critic", "opt_generator", "opt_critic", "trainer"} <= set(saved)
+    assert any(not torch.equal(before[k], saved["net_generator"][k]) for k in before)  # seed-1 weights replaced
+
+
+def test_multi_network_trainer_checks_its_arguments():
+    a = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="no network of the same name"):
+        MultiNetworkTrainer("cpu", 1, [], {"a": a}, {"b": torch.optim.SGD(a.parameters(), 0.1)})
+    with pytest.warns(UserWarning, match="needs a CUDA device"):
+        t = MultiNetworkTrainer(
+            "cpu", 1, [], {"a": a}, {"a": torch.optim.SGD(a.parameters(), 0.1)}, amp={"a": torch.float16}
+        )
+    assert t.amp_dtypes == {} and t.scalers == {}
