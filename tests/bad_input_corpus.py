@@ -213,6 +213,18 @@ def write_corpus(root: Path, ckpt: Path) -> list[Case]:
     )
     c = train("resume_and_overwrite", single, "--resume", "--overwrite", phrase="give one of them")
     cases.append(c)
+    # a training set with one unreadable normal among good ones: named and nothing saved, or skipped and listed
+    brokenset = root / "train_with_a_broken_file"
+    for i in range(12):
+        _png(brokenset / "normal" / f"n{i:02d}.png", rng)
+    for i in range(3):
+        _png(brokenset / "abnormal" / "tumour" / f"t{i}.png", rng)
+    (brokenset / "normal" / "n_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(64))
+    tiny = ["--channels", "[8,16]", "--strides", "[2,2]", "--hidden_size", "32", "--batch_size", "4"]
+    cases.append(train("train_bad_file", brokenset, *tiny, names="n_broken.png", phrase="cannot"))
+    ok = train("train_skip_bad", brokenset, *tiny, "--skip_bad", "True", code=0, names="n_broken.png")
+    ok.absent, ok.check = [], "trained"
+    cases.append(ok)
     return cases
 
 

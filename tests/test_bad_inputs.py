@@ -70,6 +70,9 @@ def test_bad_input_case(corpus_results, name):
         report = json.loads((out / "scores.json").read_text())
         assert len(report["scans"]) == int(case.check.split(":")[1])
         assert report["scans"][0]["scored_slices"]
+    elif case.check == "trained":
+        assert (out / "models" / "model.pt").is_file()
+        assert case.names in both  # the skipped file is named in the log
     elif case.check == "kept":
         assert (out / "scores.json").read_text() == "{}"  # the earlier result is untouched
 

@@ -118,3 +118,26 @@ def test_demo_writes_a_report_from_the_embedded_sample(tmp_path):
         heat = nib.load(sc["anomaly_map"])
         assert heat.shape == nib.load(sc["path"]).shape == (90, 120, 52)
         assert sc["prediction"] in ("normal", "anomalous") and sc["scored_slices"]
+
+
+def test_train_overwrite_deletes_the_earlier_run(tmp_path):
+    """`train --overwrite` removes the old checkpoints and logs, so a later --resume cannot continue the old run."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_tests_conftest_cli", Path(__file__).with_name("conftest.py"))
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    TINY_SETTINGS, make_tiny_sample = conf.TINY_SETTINGS, conf.make_tiny_sample
+    data = make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "models" / "checkpoint_epoch=40.pt").write_bytes(b"old")
+    (run / "logs").mkdir()
+    (run / "logs" / "events.out.tfevents.old").write_bytes(b"old")
+    (run / "notes.txt").write_text("mine")
+    AnomalyCLI().train(str(data), output_dir=str(run), overwrite=True, max_epochs=1, batch_size=4, **TINY_SETTINGS)
+    assert not (run / "models" / "checkpoint_epoch=40.pt").exists()
+    assert not (run / "logs" / "events.out.tfevents.old").exists()
+    assert (run / "models" / "model.pt").is_file() and (run / "models" / "checkpoint_epoch=1.pt").is_file()
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own folders are replaced

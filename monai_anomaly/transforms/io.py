@@ -165,7 +165,16 @@ def sniff_format(path: str | os.PathLike) -> str:
     return "unknown"
 
 
-_EXPECTED = {".png": ("png",), ".jpg": ("jpeg",), ".jpeg": ("jpeg",), ".nii.gz": ("gzip",), ".nii": ("nifti",)}
+# what a file's content may be for its extension: PIL reads PNG, JPEG and other image formats by their content (a
+# JPEG named .png is common in public sets and loads fine), so only non-images are refused for .png / .jpg
+_IMAGE_CONTENT = ("png", "jpeg", "unknown")
+_EXPECTED = {
+    ".png": _IMAGE_CONTENT,
+    ".jpg": _IMAGE_CONTENT,
+    ".jpeg": _IMAGE_CONTENT,
+    ".nii.gz": ("gzip",),
+    ".nii": ("nifti",),
+}
 _FORMAT_NAMES = {
     "png": "a PNG image",
     "jpeg": "a JPEG image",
@@ -193,7 +202,8 @@ def check_scan_file(path: str | os.PathLike, kind: str) -> None:
     found = sniff_format(p)
     expected = _EXPECTED.get(_suffix(p))
     if expected and found not in expected:
-        want = {".nii.gz": "a gzip-compressed NIfTI file"}.get(_suffix(p), _FORMAT_NAMES[expected[0]])
+        want = {".nii.gz": "a gzip-compressed NIfTI file", ".png": "a PNG image", ".nii": "an uncompressed NIfTI file"}
+        want = want.get(_suffix(p), "a JPEG image")
         raise BadInputError(p, f"is not {want}: its content is {_FORMAT_NAMES.get(found, found)}")
     limit = max_image_gb()
     if kind == "nifti":

@@ -333,3 +333,16 @@ def test_real_dicom_series(shared_data):
     np.testing.assert_allclose(img.pixdim.numpy(), [1.0, 1.0, 1.0], atol=1e-3)
     assert float(img.max()) == 1579.0
     assert pydicom.dcmread(sorted(series.glob("*.dcm"))[0], stop_before_pixels=True).Rows == 256
+
+
+def test_image_content_is_read_whatever_the_image_extension_says(tmp_path):
+    """Public sets hold PNGs named .jpg (brain_tumor_yes_no's No15.jpg): they load; a non-image does not."""
+    from monai_anomaly.transforms.io import LoadScan, check_scan_file
+
+    arr = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 3).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "png_inside.jpg", format="PNG")
+    check_scan_file(tmp_path / "png_inside.jpg", "image")
+    assert tuple(LoadScan()(tmp_path / "png_inside.jpg").shape) == (1, 8, 8)
+    (tmp_path / "volume.jpg").write_bytes(b"\x1f\x8b" + bytes(100))
+    with pytest.raises(BadInputError, match="volume.jpg: is not a JPEG image: its content is gzip"):
+        check_scan_file(tmp_path / "volume.jpg", "image")
