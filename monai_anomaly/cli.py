@@ -64,6 +64,21 @@ def _extra_configs(config: str | list[str] | tuple[str, ...] | None) -> list[str
     return [c.strip() for c in items if c.strip()]
 
 
+class _DropConfigRootNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Not all config files are in")
+
+
+def _mute_config_root_notice() -> None:
+    """MONAI warns when the merged config files are in different folders (a variant in ``configs/variants/``) that
+    it will look for metadata.json and logging.conf in the first one's folder; run_bundle passes both explicitly,
+    so the notice says nothing a user can act on."""
+    from monai.bundle import workflows
+
+    if not any(isinstance(f, _DropConfigRootNotice) for f in workflows.logger.filters):
+        workflows.logger.addFilter(_DropConfigRootNotice())
+
+
 def run_bundle(bundle: str | os.PathLike, configs: list[str], **override: Any) -> None:
     """Run ``python -m monai.bundle run`` on ``bundle`` with ``configs`` merged in order and ``override`` applied.
 
@@ -77,6 +92,7 @@ def run_bundle(bundle: str | os.PathLike, configs: list[str], **override: Any) -
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f}: config file not found in bundle {root}")
     logging_file = root / "configs" / "logging.conf"
+    _mute_config_root_notice()
     with warnings.catch_warnings():
         # MONAI notes on every run that a config's ``_target_`` values are imported and called: true of any bundle,
         # and these are the user's chosen bundle's own configs, so the notice is not shown
@@ -105,6 +121,7 @@ _SETTING_IDS = {
     "channels": "channels",
     "strides": "strides",
     "num_res_units": "num_res_units",
+    "gan_mask": "gan_mask",
     "map_method": "map_method",
     "score_method": "score_method",
     "score_region": "score_region",
@@ -308,6 +325,9 @@ class AnomalyCLI:
         Pass the same ``--config`` as to ``train`` so that the split matches; the network, preprocessing and scoring
         settings are read from ``<output_dir>/models/model.pt`` (an option that contradicts them is refused).
 
+        ``--eval_mode transductive`` scores the unannotated mixed training set with its true labels revealed
+        (Brainomaly's transductive mode) instead of the test split; ``--eval_dir`` puts the report elsewhere.
+
         The report goes to ``<output_dir>/eval``: detailed_results.csv (every slice score), volume_results.csv,
         metrics.json, anomaly_report.txt, roc_curve.png, pr_curve.png, score_distribution.png, top_anomaly_*.png
         (image | heatmap | overlay) and NIfTI maps for volumes.
@@ -320,7 +340,9 @@ class AnomalyCLI:
         settings = _checkpoint_settings(ckpt)
         _check_overrides(settings, override, ckpt)
         stored = {cid: settings[key] for cid, key in _SETTING_IDS.items() if key in settings}
-        eval_dir = out / "eval"
+        eval_dir = Path(str(override["eval_dir"])).expanduser().resolve() if "eval_dir" in override else out / "eval"
+        if "eval_dir" in override:
+            override["eval_dir"] = str(eval_dir)
         created = _fresh_output(eval_dir, overwrite, "evaluation report")
         try:
             run_bundle(

@@ -22,6 +22,8 @@ __all__ = [
     "split_datalist",
     "select",
     "training_items",
+    "unannotated_items",
+    "transductive_items",
     "check_training_split",
     "write_datalist",
     "read_datalist",
@@ -229,6 +231,42 @@ def training_items(
         for m in mixed:
             m[AnomalyKeys.LABEL.value] = -1
         out += mixed
+    return out
+
+
+def unannotated_items(items: Iterable[Mapping]) -> list[dict]:
+    """Copies of the mixed (unannotated) items for validation: ``label`` set to -1 so that nothing fits a threshold or
+    picks a checkpoint on it, the true label kept in ``true_label`` for reporting how AUCp tracked the true AUROC.
+
+    Example:
+        >>> unannotated_items([{"role": "mixed", "label": 1}, {"role": "normal", "label": 0}])
+        [{'role': 'mixed', 'label': -1, 'true_label': 1}]
+    """
+    out = []
+    for it in items:
+        if str(it.get(AnomalyKeys.ROLE.value, "")) == Role.MIXED.value:
+            d = dict(it)
+            d[AnomalyKeys.TRUE_LABEL.value] = int(d.get(AnomalyKeys.LABEL.value, -1))
+            d[AnomalyKeys.LABEL.value] = -1
+            out.append(d)
+    return out
+
+
+def transductive_items(items: Iterable[Mapping]) -> list[dict]:
+    """The unannotated mixed items with their true labels, for Brainomaly's transductive evaluation (how well the model
+    separates the very images it was trained on without their labels).
+
+    Raises:
+        ValueError: there is no mixed item with a known label.
+
+    Example:
+        >>> transductive_items([{"role": "mixed", "label": 1}, {"role": "normal", "label": 0}])
+        [{'role': 'mixed', 'label': 1}]
+    """
+    out = [dict(it) for it in items if str(it.get(AnomalyKeys.ROLE.value, "")) == Role.MIXED.value]
+    out = [it for it in out if int(it.get(AnomalyKeys.LABEL.value, -1)) in (0, 1)]
+    if not out:
+        raise ValueError("transductive evaluation needs an unannotated (role 'mixed') set with known labels")
     return out
 
 

@@ -299,6 +299,10 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         }
         if foreground is not None:
             engine.state.output[AnomalyKeys.FOREGROUND] = foreground
+        for key in (AnomalyKeys.ROLE, AnomalyKeys.TRUE_LABEL):  # for AUCp: which samples are unannotated
+            value = self._batch_value(batchdata, key)
+            if value is not None:
+                engine.state.output[key] = [str(v) for v in value] if key == AnomalyKeys.ROLE else value
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from monai.networks.nets import BasicUNet, Critic
 
-__all__ = ["HealthyTranslationGenerator", "HealthyGANAnomalyNet", "wgan_critic"]
+__all__ = ["HealthyTranslationGenerator", "HealthyReconstruction", "HealthyGANAnomalyNet", "wgan_critic"]
 
 
 class HealthyTranslationGenerator(torch.nn.Module):
@@ -69,6 +69,24 @@ class HealthyTranslationGenerator(torch.nn.Module):
             out["mask"] = a
         out["healthy"] = healthy
         return out
+
+
+class HealthyReconstruction(torch.nn.Module):
+    """The generator as a reconstruction network: ``forward(x)`` is the healthy translation of ``x``, so the
+    evaluator, inference and the MONAI Label app compute the anomaly map from (image, healthy) as for an autoencoder.
+
+    Example:
+        >>> net = HealthyReconstruction(HealthyTranslationGenerator(2, features=(8, 8, 16, 32, 64, 8)))
+        >>> net(torch.zeros(1, 1, 32, 32)).shape
+        torch.Size([1, 1, 32, 32])
+    """
+
+    def __init__(self, generator: HealthyTranslationGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.generator(x)["healthy"]
 
 
 class HealthyGANAnomalyNet(torch.nn.Module):

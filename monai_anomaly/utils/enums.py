@@ -31,6 +31,7 @@ class AnomalyKeys(StrEnum):
     CLASS = "cls"
     PREDICTION = "prediction"
     RESULT = "result"
+    TRUE_LABEL = "true_label"  # the hidden label of an unannotated (mixed) sample: for evaluating AUCp only
 
 
 class Role(StrEnum):
