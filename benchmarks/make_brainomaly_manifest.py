@@ -2,11 +2,12 @@
 
 Brainomaly (WACV 2024) trains on a known-healthy set plus an unannotated mixed set whose labels are never used,
 and picks its checkpoint by AUCp. This script builds that setting from a shared set with a train/test column
-(`orig_split`, e.g. `alzheimer_mri_4class`): the test split is kept as the test set (role `eval`); of the training
-split's normals (without a test split in `orig_split`, a random `--test` share of the files is held out as the test
-set; `alzheimer_mri_4class` has no subject ids, so slices of one subject can fall on both sides), a fraction `--known` is the known-healthy set (role `normal`, a further `--val` of it held out as
-validation normals), the rest of the normals and every training anomaly form the mixed set (role `mixed`, their true
-labels kept only for evaluation). Paths are absolute, so train with `--allow_outside True`.
+(`orig_split`, e.g. `alzheimer_mri_4class`): the test split is kept as the test set (role `eval`); without a test
+split in `orig_split`, a random `--test` share of the files is held out as the test set (`alzheimer_mri_4class` has
+no subject ids, so slices of one subject can fall on both sides). Of the training split's normals, a fraction
+`--known` is the known-healthy set (role `normal`, a further `--val` of it held out as validation normals); the rest
+of the normals and every training anomaly form the mixed set (role `mixed`, their true labels kept only for
+evaluation). Paths are absolute, so train with `--allow_outside True`.
 
 Example:
     python benchmarks/make_brainomaly_manifest.py ../shared/data/alzheimer_mri_4class /tmp/alz_brainomaly.csv
