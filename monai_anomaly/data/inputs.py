@@ -8,7 +8,15 @@ from pathlib import Path
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
-__all__ = ["IMAGE_SUFFIXES", "VOLUME_SUFFIXES", "file_suffix", "is_dicom_dir", "scan_id", "find_scans"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VOLUME_SUFFIXES",
+    "file_suffix",
+    "is_dicom_dir",
+    "scan_id",
+    "file_passes_checks",
+    "find_scans",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm")
@@ -50,11 +58,15 @@ def is_dicom_dir(p: Path) -> bool:
     return p.is_dir() and any(f.is_file() and not f.name.startswith(".") and _is_dicom(f) for f in p.iterdir())
 
 
-def _check(f: Path, log: SkipLog) -> bool:
+def file_passes_checks(f: str | os.PathLike, log: SkipLog) -> bool:
     """Cheap checks of a file before anything is written (empty, content not matching its name, unreadable header, a
-    singular affine, too large); a bad file is raised or, with ``skip_bad``, recorded. Returns whether it is kept."""
+    singular affine, too large: :func:`~monai_anomaly.transforms.io.check_scan_file`); a bad file is raised or, when
+    ``log`` skips, recorded. Returns whether it is kept. Folders (DICOM series) are left to their reader."""
     from monai_anomaly.transforms.io import check_scan_file, scan_kind
 
+    f = Path(f)
+    if not f.is_file():
+        return True
     try:
         check_scan_file(f, scan_kind(f))
     except BadInputError as e:
@@ -106,7 +118,7 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
                     found.append(fp)
                 elif file_suffix(fp) not in (".csv", ".json", ".md", ".txt"):
                     log.handle(BadInputError(fp, "unsupported file type, not an image or volume"))
-    found = [f for f in found if f.is_dir() or _check(f, log)]
+    found = [f for f in found if file_passes_checks(f, log)]
     if not found:
         what = "no readable" if len(log) else "no"
         raise BadInputError(p, f"{what} PNG, JPEG, NIfTI or DICOM scans found")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monai_anomaly.data.inputs import file_suffix, is_dicom_dir
+from monai_anomaly.data.inputs import file_passes_checks, file_suffix, is_dicom_dir
 from monai_anomaly.utils.enums import AnomalyKeys, Layout, Role
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
@@ -519,22 +519,6 @@ _BUILDERS: dict[Layout, Callable[..., list[dict]]] = {
 }
 
 
-def _file_ok(item: Mapping, log: SkipLog) -> bool:
-    """Cheap checks of an item's image file (empty, content not matching its name, unreadable header, singular
-    affine, too large); a bad file is raised or, with ``skip_bad``, recorded and dropped."""
-    from monai_anomaly.transforms.io import check_scan_file, scan_kind
-
-    path = Path(str(item.get(AnomalyKeys.IMAGE.value, "")))
-    if not path.is_file():
-        return True  # folders (DICOM series) and missing files are handled by the loaders
-    try:
-        check_scan_file(path, scan_kind(path))
-    except BadInputError as e:
-        log.handle(e)
-        return False
-    return True
-
-
 def build_datalist(
     root: str | os.PathLike,
     layout: str | Layout = "auto",
@@ -575,7 +559,8 @@ def build_datalist(
     elif lay == Layout.MANIFEST:
         kwargs = {"allow_outside": allow_outside}
     items = _BUILDERS[lay](root, skip_log=log, **kwargs)
-    items = [it for it in items if _file_ok(it, log)]  # every split's files, before any training starts
+    # every split's files, before any training starts (missing files are handled by the loaders)
+    items = [it for it in items if file_passes_checks(str(it.get(AnomalyKeys.IMAGE.value, "")), log)]
     if not items:
         raise BadInputError(root, f"no usable images found ({lay.value} layout)")
     return Datalist(items=items, layout=lay, root=str(root), skipped=log.as_list())
