@@ -139,7 +139,7 @@ def _non_empty(p: Path) -> bool:
 def _refuse_inside_input(out: Path, inputs: str | os.PathLike) -> None:
     """An output folder inside the input folder would be read back as input by the next run."""
     inp = Path(inputs).expanduser().resolve()
-    folder = inp if inp.is_dir() else inp.parent if inp.suffix.lower() == ".csv" else None
+    folder = inp if inp.is_dir() else None  # a manifest lists its files: outputs beside it are never read back
     if folder is not None and (out == folder or folder in out.parents):
         from monai_anomaly.utils.cli_errors import UsageError
 
