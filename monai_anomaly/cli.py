@@ -409,7 +409,14 @@ class AnomalyCLI:
             raise
         return str(out)
 
-    def demo(self, output_dir: str = "monai_anomaly_demo", overwrite: bool = False, **override: Any) -> str:
+    def demo(
+        self,
+        output_dir: str = "monai_anomaly_demo",
+        overwrite: bool = False,
+        bundle: str = DEFAULT_BUNDLE,
+        config: str | None = None,
+        **override: Any,
+    ) -> str:
         """Train, evaluate and run inference on the embedded 3D sample, and say where to look.
 
         The sample (``monai_anomaly/sample_data/volumes``) is two healthy IXI T1 brain volumes and a copy of the
@@ -417,8 +424,9 @@ class AnomalyCLI:
         of the first volume, fits the thresholds on the second (healthy) one, evaluates slice by slice on the
         lesion copy (report in ``<output_dir>/eval``: AUROC, curves, heatmap panels, NIfTI maps), then scores both
         volumes of the second subject end to end (``<output_dir>/infer``: a volume score and prediction each,
-        per-slice scores, NIfTI heatmaps on the scans' own grid). About a minute on 2 CPU cores; options such as
-        ``--max_epochs`` or ``--image_size`` are passed to the bundle.
+        per-slice scores, NIfTI heatmaps on the scans' own grid). About a minute on 2 CPU cores; ``--bundle`` and
+        ``--config`` (e.g. ``variants/healthy_gan.json``) choose the method, and options such as ``--max_epochs`` or
+        ``--image_size`` are passed to the bundle.
         """
         from monai_anomaly.utils.cli_errors import UsageError
 
@@ -434,13 +442,14 @@ class AnomalyCLI:
         t0 = time.time()
         vol_dir = sample_data_dir() / "volumes"
         manifest = str(vol_dir / "manifest.csv")
-        self.train(manifest, str(out), **settings)
-        report = self.evaluate(manifest, str(out), **{k: v for k, v in settings.items() if k != "val_interval"})
+        self.train(manifest, str(out), bundle=bundle, config=config, **settings)
+        eval_settings = {k: v for k, v in settings.items() if k != "val_interval"}
+        report = self.evaluate(manifest, str(out), bundle=bundle, config=config, **eval_settings)
         scans = out / "scans"
         scans.mkdir(parents=True, exist_ok=True)
         for name in ("IXI015-HH-1258_T1.nii.gz", "IXI015-HH-1258_T1_SYNTHETIC_LESION.nii.gz"):
             shutil.copyfile(vol_dir / name, scans / name)
-        infer_dir = self.infer(str(scans), str(out / "infer"), ckpt=str(out / "models" / "model.pt"))
+        infer_dir = self.infer(str(scans), str(out / "infer"), ckpt=str(out / "models" / "model.pt"), bundle=bundle)
         print(_demo_summary(Path(report), Path(infer_dir), time.time() - t0))
         return report
 
