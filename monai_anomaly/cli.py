@@ -122,6 +122,7 @@ _SETTING_IDS = {
     "strides": "strides",
     "num_res_units": "num_res_units",
     "gan_mask": "gan_mask",
+    "res_blocks": "res_blocks",
     "map_method": "map_method",
     "score_method": "score_method",
     "score_region": "score_region",

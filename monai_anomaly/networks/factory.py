@@ -8,7 +8,7 @@ import torch
 
 __all__ = ["MODEL_TYPES", "reconstruction_network"]
 
-MODEL_TYPES = ("dense", "spatial", "vae", "unet", "healthy_gan")
+MODEL_TYPES = ("dense", "spatial", "vae", "unet", "healthy_gan", "cyclegan")
 
 
 def reconstruction_network(
@@ -22,6 +22,7 @@ def reconstruction_network(
     up_mode: str = "resize",
     num_res_units: int = 0,
     gan_mask: bool = False,
+    res_blocks: int = 9,
     spatial_dims: int = 2,
 ) -> torch.nn.Module:
     """The network whose ``forward(x)`` is the healthy reconstruction of ``x``.
@@ -31,7 +32,9 @@ def reconstruction_network(
     (:class:`~monai_anomaly.networks.autoencoder.ConvVAE`), ``"unet"`` (MONAI ``BasicUNet``, the denoising AE; six
     ``channels``) or ``"healthy_gan"`` (:class:`~monai_anomaly.networks.gan.HealthyReconstruction` of a
     :class:`~monai_anomaly.networks.gan.HealthyTranslationGenerator`; six ``channels``, ``gan_mask`` for the
-    AnomalyPro mask).
+    AnomalyPro mask) or ``"cyclegan"`` (the CycleGAN generator to normal,
+    :class:`~monai_anomaly.networks.cyclegan.ResNetGenerator`: stem width ``channels[0]``, ``len(channels) - 1``
+    downsamplings, ``res_blocks`` residual blocks).
 
     Example:
         >>> net = reconstruction_network("healthy_gan", 32, channels=(8, 8, 16, 32, 64, 8))
@@ -61,6 +64,12 @@ def reconstruction_network(
         from monai_anomaly.networks.gan import HealthyReconstruction, HealthyTranslationGenerator
 
         return HealthyReconstruction(HealthyTranslationGenerator(spatial_dims, 1, features=channels, mask=gan_mask))
+    if model_type == "cyclegan":
+        from monai_anomaly.networks.cyclegan import ResNetGenerator
+
+        return ResNetGenerator(
+            spatial_dims, 1, 1, features=channels[0], n_down=len(channels) - 1, n_res_blocks=res_blocks
+        )
     if model_type == "spatial":
         from monai_anomaly.networks.autoencoder import ConvAutoEncoder
 
