@@ -148,7 +148,8 @@ class ImageReplayBuffer:
         if self.size == 0:
             return batch
         out = []
-        for img in batch.detach():
+        # plain tensors (not MONAI MetaTensors with their metadata), so the checkpoint loads with weights_only=True
+        for img in batch.detach().as_subclass(torch.Tensor):
             img = img.unsqueeze(0)
             if len(self.images) < self.size:
                 self.images.append(img.cpu().clone())

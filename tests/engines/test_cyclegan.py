@@ -109,3 +109,13 @@ def test_checkpoint_holds_generators_discriminators_optimizers_and_buffers(tmp_p
     CheckpointLoader(str(ckpt), t2.checkpoint_dict(), map_location="cpu").attach(t2)
     t2.run()
     assert t2.state.iteration == 4 and len(t2.buffer_a) == 4
+
+
+def test_replay_buffer_of_metatensors_saves_as_plain_data(tmp_path):
+    from monai.data import MetaTensor
+
+    buf = ImageReplayBuffer(size=2, seed=0)
+    buf.push_and_pop(MetaTensor(torch.rand(2, 1, 4, 4), meta={"filename_or_obj": "a.png"}))
+    torch.save(buf.state_dict(), tmp_path / "b.pt")
+    state = torch.load(tmp_path / "b.pt", weights_only=True)  # no MONAI classes inside
+    assert type(state["images"]) is torch.Tensor and state["images"].shape == (2, 1, 4, 4)
