@@ -25,8 +25,6 @@ from monai.utils import IgniteInfo, min_version, optional_import
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
-from monai_anomaly.utils.enums import AnomalyKeys
-
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
@@ -179,8 +177,6 @@ class MultiNetworkTrainer(Trainer):
         if "loss" not in out:  # a single number for handlers that show "the" loss
             out["loss"] = torch.stack([v for v in out.values()]).sum() if out else torch.zeros(())
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        if AnomalyKeys.IMAGE in batch and isinstance(batch[AnomalyKeys.IMAGE], torch.Tensor):
-            engine.state.batch_size = int(batch[AnomalyKeys.IMAGE].shape[0])
         return out
 
     def checkpoint_dict(self, **extra: Any) -> dict[str, Any]:
