@@ -425,9 +425,9 @@ class AnomalyCLI:
         of the first volume, fits the thresholds on the second (healthy) one, evaluates slice by slice on the
         lesion copy (report in ``<output_dir>/eval``: AUROC, curves, heatmap panels, NIfTI maps), then scores both
         volumes of the second subject end to end (``<output_dir>/infer``: a volume score and prediction each,
-        per-slice scores, NIfTI heatmaps on the scans' own grid). About a minute on 2 CPU cores; ``--bundle`` and
-        ``--config`` (e.g. ``variants/healthy_gan.json``) choose the method, and options such as ``--max_epochs`` or
-        ``--image_size`` are passed to the bundle.
+        per-slice scores, NIfTI heatmaps on the scans' own grid). About a minute on 2 CPU cores. ``--bundle``
+        (e.g. ``healthy_gan_anomaly``; ``python -m monai_anomaly bundles`` lists them) chooses the method, and
+        options such as ``--max_epochs`` or ``--image_size`` are passed to the bundle.
         """
         from monai_anomaly.utils.cli_errors import UsageError
 

@@ -46,6 +46,30 @@ TINY_SETTINGS = {
     "val_interval": 1,
 }
 
+# tiny network sizes per bundle (the autoencoder's are TINY_SETTINGS); a new bundle in bundles/ adds its entry here
+TINY_BY_BUNDLE = {
+    "autoencoder_anomaly": TINY_SETTINGS,
+    "healthy_gan_anomaly": {
+        "image_size": 32,
+        "channels": [8, 8, 16, 32, 64, 8],
+        "critic_channels": [8, 16, 32],
+        "val_interval": 1,
+    },
+    "cyclegan_anomaly": {
+        "image_size": 32,
+        "channels": [8, 16],
+        "res_blocks": 1,
+        "disc_channels": 8,
+        "disc_layers": 2,
+        "val_interval": 1,
+    },
+}
+
+
+def bundle_names() -> list[str]:
+    """Every bundle folder in ``bundles/`` (the parametrized bundle tests run over all of them)."""
+    return sorted(p.parent.parent.name for p in (_REPO / "bundles").glob("*/configs/metadata.json"))
+
 
 def make_tiny_sample(dst: Path, n_normal: int = 40, n_abnormal: int = 20) -> Path:
     """A small copy of the embedded demo sample (normal/abnormal layout with its group column)."""
@@ -66,20 +90,22 @@ def make_tiny_sample(dst: Path, n_normal: int = 40, n_abnormal: int = 20) -> Pat
     return dst
 
 
-def make_tiny_trained_bundle(dst: Path, max_epochs: int = 2) -> Path:
-    """Copy the autoencoder bundle to ``dst``, set tiny network sizes in its configs and train it for a few epochs on
+def make_tiny_trained_bundle(dst: Path, max_epochs: int = 2, name: str = "autoencoder_anomaly") -> Path:
+    """Copy bundle ``name`` to ``dst``, set tiny network sizes in its configs and train it for a few epochs on
     a small part of the embedded sample, so ``dst/models/model.pt`` exists (used by bundle and MONAI Label tests)."""
     import json
     import shutil
 
     from monai.bundle import run
 
-    bundle = dst / "autoencoder_anomaly"
-    shutil.copytree(_REPO / "bundles" / "autoencoder_anomaly", bundle, ignore=shutil.ignore_patterns("models", "eval"))
-    for name in ("train.json", "inference.json"):
-        p = bundle / "configs" / name
+    if name not in TINY_BY_BUNDLE:
+        raise KeyError(f"bundles/{name} has no tiny settings: add them to TINY_BY_BUNDLE in tests/conftest.py")
+    bundle = dst / name
+    shutil.copytree(_REPO / "bundles" / name, bundle, ignore=shutil.ignore_patterns("models", "eval"))
+    for cfg_name in ("train.json", "inference.json"):
+        p = bundle / "configs" / cfg_name
         cfg = json.loads(p.read_text())
-        cfg.update(TINY_SETTINGS)
+        cfg.update(TINY_BY_BUNDLE[name])
         p.write_text(json.dumps(cfg, indent=4))
     data = make_tiny_sample(dst / "data")
     run(

@@ -57,6 +57,8 @@ class CycleGANTrainer(MultiNetworkTrainer):
         kwargs: the rest of :class:`~monai_anomaly.engines.multi.MultiNetworkTrainer`.
     """
 
+    LOSS_NAMES = ("loss", "gen_adv_loss", "cycle_loss", "identity_loss", "disc_a_loss", "disc_b_loss")
+
     def __init__(
         self,
         device: str | torch.device,
@@ -95,30 +97,38 @@ class CycleGANTrainer(MultiNetworkTrainer):
         self.image_key = image_key
         self.buffer_a = ImageReplayBuffer(buffer_size, seed=seed)
         self.buffer_b = ImageReplayBuffer(buffer_size, seed=None if seed is None else seed + 1)
+        self._last_domain: dict[str, torch.Tensor] = {}
 
-    def _domains(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _domains(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
         x = batch[self.image_key]
         if self.mode == "identity":
             return x, x
         normal = known_healthy_flags(batch, x.shape[0], x.device)
-        if not normal.any() or normal.all():
-            raise ValueError(
-                "two_domain CycleGAN needs both known normals (role 'normal') and other images in every batch; "
-                "use a larger batch or mode 'identity'"
-            )
-        return x[~normal], x[normal]
+        # a shuffled batch of unpaired images may hold one domain only (batch 4, half of each: 1 batch in 8):
+        # the other domain's images of the last batch that had them stand in (detached copies, no graph)
+        a = x[~normal] if (~normal).any() else self._last_domain.get("a")
+        b = x[normal] if normal.any() else self._last_domain.get("b")
+        if a is None or b is None:
+            return None
+        self._last_domain = {"a": a.detach(), "b": b.detach()}
+        return a, b
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         g = self.networks["generators"]
         g_ab, g_ba = g["to_normal"], g["to_a"]
         d_a, d_b = self.networks["disc_a"], self.networks["disc_b"]
-        real_a, real_b = self._domains(batch)
+        domains = self._domains(batch)
+        if domains is None:  # two_domain, and no image of one domain seen yet: nothing to learn from this batch
+            zero = torch.zeros((), device=batch[self.image_key].device)
+            return dict.fromkeys(self.LOSS_NAMES, zero)
+        real_a, real_b = domains
         # -- generators
         self.set_requires_grad(d_a, False)
         self.set_requires_grad(d_b, False)
         with self.autocast("generators"):
             fake_b, fake_a = g_ab(real_a), g_ba(real_b)
-            adv = lsgan_loss(d_b(fake_b), 1.0) + lsgan_loss(d_a(fake_a), 1.0)
+            # the discriminators only pass gradients through here: their bare modules, not a DDP forward
+            adv = lsgan_loss(self.bare("disc_b")(fake_b), 1.0) + lsgan_loss(self.bare("disc_a")(fake_a), 1.0)
             cycle = F.l1_loss(g_ba(fake_b), real_a) + F.l1_loss(g_ab(fake_a), real_b)
             ident = F.l1_loss(g_ab(real_b), real_b) + F.l1_loss(g_ba(real_a), real_a)
             total = adv + self.lambda_cycle * cycle + self.lambda_identity * ident

@@ -121,7 +121,7 @@ class HealthyGANTrainer(MultiNetworkTrainer):
                 gen_mixed = g(mixed)
                 gen_real = g(real)
             with self.autocast("critic"):
-                adv = wgan_generator_loss(c(gen_mixed["healthy"]).float())
+                adv = wgan_generator_loss(self.bare("critic")(gen_mixed["healthy"]).float())
             ident = F.l1_loss(gen_real["healthy"].float(), real)
             total = adv + self.lambda_id * ident
             foc = torch.zeros((), device=x.device)

@@ -157,6 +157,15 @@ class MultiNetworkTrainer(Trainer):
             loss.backward(retain_graph=retain_graph)
             opt.step()
 
+    def bare(self, name: str) -> torch.nn.Module:
+        """Network ``name`` without its ``DistributedDataParallel`` wrapper.
+
+        Use it where a network only passes gradients through to another one (the critic in the generator's step):
+        a DDP forward there would wait for gradients of its own parameters that never come, and the next step fails.
+        """
+        net = self.networks[name]
+        return net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
+
     @staticmethod
     def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
         """Freeze or unfreeze a network (e.g. the critic during the generator's step)."""

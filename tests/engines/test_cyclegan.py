@@ -87,11 +87,25 @@ def test_cycle_and_identity_losses_fall_on_normals():
     assert np.mean(hist[-4:]) < 0.7 * np.mean(hist[:4])
 
 
-def test_two_domain_mode_needs_both_domains_in_a_batch():
-    t = _trainer(1, [{"image": torch.zeros(4, 1, 32, 32), "role": ["normal"] * 4}], mode="two_domain")
-    with pytest.raises(ValueError, match="needs both known normals"):
-        t.run()
-    _trainer(1, _batches(2), mode="two_domain").run()
+def test_two_domain_mode_carries_a_missing_domain_over_from_the_last_batch():
+    x = torch.rand(4, 1, 32, 32)
+    only_normal = {"image": x, "role": ["normal"] * 4}
+    both = {"image": x, "role": ["normal", "mixed", "normal", "mixed"]}
+    # a first batch with one domain only: nothing to learn yet, the networks are left as they were
+    t = _trainer(1, [only_normal], mode="two_domain")
+    before = [p.detach().clone() for p in t.networks["generators"].parameters()]
+    t.run()
+    assert float(t.state.output["loss"]) == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, t.networks["generators"].parameters()))
+    # after a batch with both, a one-domain batch trains against the last images of the missing domain
+    t = _trainer(1, [both, only_normal], mode="two_domain")
+    seen = []
+    from ignite.engine import Events
+
+    t.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append(float(e.state.output["cycle_loss"])))
+    t.run()
+    assert len(seen) == 2 and all(v > 0 for v in seen)
+    assert torch.equal(t._last_domain["a"], x[[1, 3]])
     with pytest.raises(ValueError, match="mode must be"):
         _trainer(1, [], mode="other")
 

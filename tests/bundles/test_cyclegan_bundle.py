@@ -10,7 +10,7 @@ import torch
 
 from monai_anomaly.cli import AnomalyCLI, sample_data_dir
 
-CG = "variants/cyclegan.json"
+BUNDLE = "cyclegan_anomaly"
 TINY = {
     "image_size": 32,
     "channels": [8, 16],
@@ -35,7 +35,7 @@ def _sample(dst):
 def test_cyclegan_trains_evaluates_infers_and_resumes(tmp_path):
     data = _sample(tmp_path / "data")
     out = tmp_path / "run"
-    AnomalyCLI().train(str(data), output_dir=str(out), config=CG, max_epochs=2, **TINY)
+    AnomalyCLI().train(str(data), output_dir=str(out), bundle=BUNDLE, max_epochs=2, **TINY)
     ckpt = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert ckpt["settings"]["model_type"] == "cyclegan" and ckpt["settings"]["res_blocks"] == 1
     last = torch.load(out / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=True)
@@ -43,14 +43,38 @@ def test_cyclegan_trains_evaluates_infers_and_resumes(tmp_path):
         last
     )
     assert last["buffer_a"]["images"].shape[0] > 0  # the replay history is saved
-    AnomalyCLI().evaluate(str(data), output_dir=str(out), config=CG)
+    AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE)
     m = json.loads((out / "eval" / "metrics.json").read_text())
     assert m["run_info"]["model_type"] == "cyclegan" and m["slice"]["metrics"]["n_anomalous"] > 0
     inf = AnomalyCLI().infer(
-        str(data / "abnormal" / "glioma"), output_dir=str(tmp_path / "inf"), ckpt=str(out / "models" / "model.pt")
+        str(data / "abnormal" / "glioma"),
+        output_dir=str(tmp_path / "inf"),
+        ckpt=str(out / "models" / "model.pt"),
+        bundle=BUNDLE,
     )
     assert len(json.loads((tmp_path / "inf" / "scores.json").read_text())["scans"]) == 10 and inf
-    AnomalyCLI().train(str(data), output_dir=str(out), config=CG, resume=True, max_epochs=3, **TINY)
+    AnomalyCLI().train(str(data), output_dir=str(out), bundle=BUNDLE, resume=True, max_epochs=3, **TINY)
     after = torch.load(out / "models" / "checkpoint_epoch=3.pt", map_location="cpu", weights_only=True)
     assert after["trainer"]["iteration"] == 3 * (last["trainer"]["iteration"] // 2)
     assert any(not torch.equal(after["disc_b"][k], last["disc_b"][k]) for k in last["disc_b"])
+
+
+def test_two_domain_cyclegan_trains_on_the_unannotated_mixed_set(tmp_path):
+    """two_domain: the mixed images (labels hidden) are the abnormal domain; the model maps them to normal."""
+    src = sample_data_dir()
+    data = tmp_path / "data"
+    normals = sorted((src / "normal").glob("*.png"))
+    tumours = sorted((src / "abnormal").glob("*/*.png"))
+    for sub, files in (("train/neg", normals[:24]), ("train/neg_mixed", normals[24:32] + tumours[:16]),
+                       ("test/neg", normals[32:44]), ("test/pos", tumours[16:28])):  # fmt: skip
+        (data / sub).mkdir(parents=True)
+        for i, f in enumerate(files):
+            shutil.copy(f, data / sub / f"{sub.replace('/', '_')}{i // 4:03d}__{i % 4:03d}.png")
+    out = tmp_path / "run"
+    AnomalyCLI().train(str(data), output_dir=str(out), bundle=BUNDLE, cyclegan_mode="two_domain", max_epochs=1, **TINY)
+    ckpt = torch.load(out / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    # both replay buffers saw images: domain A (the mixed set) is not empty
+    assert ckpt["buffer_a"]["images"].shape[0] > 0 and ckpt["buffer_b"]["images"].shape[0] > 0
+    AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE)
+    m = json.loads((out / "eval" / "metrics.json").read_text())
+    assert m["slice"]["metrics"]["n_anomalous"] == 12 and m["slice"]["metrics"]["n_normal"] == 12

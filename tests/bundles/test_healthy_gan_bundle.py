@@ -13,7 +13,7 @@ import torch
 
 from monai_anomaly.cli import AnomalyCLI, sample_data_dir
 
-GAN = "variants/healthy_gan.json"
+BUNDLE = "healthy_gan_anomaly"
 TINY = {
     "image_size": 32,
     "channels": [8, 8, 16, 32, 64, 8],
@@ -51,7 +51,7 @@ def gan_run(tmp_path_factory):
     import subprocess
     import sys
 
-    argv = ["train", str(data), "--output_dir", str(out), "--config", GAN, "--max_epochs", "3"]
+    argv = ["train", str(data), "--output_dir", str(out), "--bundle", BUNDLE, "--max_epochs", "3"]
     for k, v in TINY.items():
         argv += [f"--{k}", json.dumps(v)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -80,11 +80,13 @@ def test_gan_trains_with_the_mixed_set_and_selects_the_checkpoint_by_aucp(gan_ru
 
 def test_gan_evaluates_inductively_and_transductively(gan_run):
     data, out, _ = gan_run
-    AnomalyCLI().evaluate(str(data), output_dir=str(out), config=GAN)
+    AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE)
     ind = json.loads((out / "eval" / "metrics.json").read_text())
     assert ind["run_info"]["eval_mode"] == "inductive" and ind["run_info"]["model_type"] == "healthy_gan"
     assert (ind["slice"]["metrics"]["n_normal"], ind["slice"]["metrics"]["n_anomalous"]) == (16, 16)  # test/
-    AnomalyCLI().evaluate(str(data), output_dir=str(out), config=GAN, eval_mode="transductive", eval_dir=str(out / "t"))
+    AnomalyCLI().evaluate(
+        str(data), output_dir=str(out), bundle=BUNDLE, eval_mode="transductive", eval_dir=str(out / "t")
+    )
     tr = json.loads((out / "t" / "metrics.json").read_text())
     assert (tr["slice"]["metrics"]["n_normal"], tr["slice"]["metrics"]["n_anomalous"]) == (16, 16)  # neg_mixed, pos
     assert "transductive" in tr["run_info"]["split"]
@@ -105,7 +107,7 @@ def test_gan_training_resumes_with_its_critic(gan_run, tmp_path):
     shutil.copytree(out / "models", run / "models")
     before = torch.load(run / "models" / "checkpoint_epoch=3.pt", weights_only=True)
     critic_before = before["critic"]
-    AnomalyCLI().train(str(data), output_dir=str(run), config=GAN, resume=True, max_epochs=4, **TINY)
+    AnomalyCLI().train(str(data), output_dir=str(run), bundle=BUNDLE, resume=True, max_epochs=4, **TINY)
     after = torch.load(run / "models" / "checkpoint_epoch=4.pt", weights_only=True)
     per_epoch = before["trainer"]["iteration"] // 3
     assert after["trainer"]["iteration"] == 4 * per_epoch  # continued from epoch 3, not from scratch

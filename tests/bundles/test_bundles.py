@@ -1,5 +1,8 @@
-"""The autoencoder_anomaly bundle through MONAI's own bundle commands: metadata, config agreement, train, evaluate,
-infer (PNG, NIfTI, DICOM series), resume, verify_net_in_out, ckpt_export and torchrun multi-process training."""
+"""Every bundle in ``bundles/`` through MONAI's own bundle commands: metadata, config agreement, train, evaluate,
+infer (PNG, NIfTI, DICOM series), resume, verify_net_in_out, ckpt_export and torchrun multi-process training.
+
+The tests are parametrized over the bundle folders, so a new bundle is checked the moment it exists (its tiny
+network sizes go in ``TINY_BY_BUNDLE`` of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -20,12 +23,50 @@ from monai.bundle import ConfigParser, run
 pytestmark = pytest.mark.bundle
 
 REPO = Path(__file__).resolve().parents[2]
-BUNDLE = REPO / "bundles" / "autoencoder_anomaly"
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
-def _cfg(name: str, bundle: Path = BUNDLE) -> dict:
+def _module(path: Path, name: str):
+    """A module loaded by path (tests/ and tools/ are not packages)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_CONF = _module(REPO / "tests" / "conftest.py", "_monai_anomaly_tests_conftest_b")
+BUNDLES = _CONF.bundle_names()
+
+
+def _cfg(name: str, bundle: Path) -> dict:
     return json.loads((bundle / "configs" / name).read_text())
+
+
+@pytest.fixture(scope="module", params=BUNDLES)
+def tiny_trained_bundle(request, tmp_path_factory) -> Path:
+    """Bundle ``request.param``, shrunk and trained for two epochs on a small part of the embedded sample."""
+    if request.param == "autoencoder_anomaly":  # the session fixture other test folders share
+        return request.getfixturevalue("tiny_trained_bundle")
+    return _CONF.make_tiny_trained_bundle(tmp_path_factory.mktemp(request.param), name=request.param)
+
+
+def test_every_bundle_is_tested():
+    assert {"autoencoder_anomaly", "healthy_gan_anomaly", "cyclegan_anomaly"} <= set(BUNDLES)
+
+
+def test_method_bundles_are_the_autoencoder_bundle_plus_their_method():
+    """The GAN bundles are generated from the autoencoder bundle and a method file; an edit to either without
+    regenerating them (``python tools/make_method_bundles.py``) fails here."""
+    tool = _module(REPO / "tools" / "make_method_bundles.py", "_make_method_bundles")
+    for name in tool.METHODS:
+        for rel, text in tool.build(name).items():
+            assert (REPO / "bundles" / name / rel).read_text() == text, f"bundles/{name}/{rel} is out of date"
+    gan = _cfg("train.json", REPO / "bundles" / "healthy_gan_anomaly")
+    ae = _cfg("train.json", REPO / "bundles" / "autoencoder_anomaly")
+    assert gan["preprocessing"] == ae["preprocessing"] and gan["threshold_fitter"] == ae["threshold_fitter"]
+    assert gan["train"]["trainer"]["_target_"].endswith("HealthyGANTrainer")
 
 
 def _bundle_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -36,7 +77,9 @@ def _bundle_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return out
 
 
-def test_layout_and_metadata_verify_offline():
+@pytest.mark.parametrize("name", BUNDLES)
+def test_layout_and_metadata_verify_offline(name):
+    bundle = REPO / "bundles" / name
     for f in (
         "LICENSE",
         "configs/metadata.json",
@@ -47,20 +90,23 @@ def test_layout_and_metadata_verify_offline():
         "configs/logging.conf",
         "docs/README.md",
     ):
-        assert (BUNDLE / f).is_file(), f
-    meta = _cfg("metadata.json")
+        assert (bundle / f).is_file(), f
+    meta = _cfg("metadata.json", bundle)
     assert meta["version"] in meta["changelog"]
+    assert "## Benchmark" in (bundle / "docs" / "README.md").read_text()
     _bundle_cmd(
-        "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "../meta_schema.json", cwd=BUNDLE
+        "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "../meta_schema.json", cwd=bundle
     )
 
 
-def test_configs_agree_with_each_other():
+@pytest.mark.parametrize("name", BUNDLES)
+def test_configs_agree_with_each_other(name):
     """MONAI Label reads inference.json alone: it repeats train.json's network and preprocessing, which must match.
 
     inference.json takes the network and scoring settings from the checkpoint (``settings`` in model.pt) and falls
     back to its ``defaults``, which must be train.json's defaults."""
-    train, infer = _cfg("train.json"), _cfg("inference.json")
+    bundle = REPO / "bundles" / name
+    train, infer = _cfg("train.json", bundle), _cfg("inference.json", bundle)
     for key in ("autoencoder_def", "network_def"):
         assert train[key] == infer[key], key
     saved = train["model_settings"]
@@ -88,7 +134,8 @@ def test_configs_agree_with_each_other():
         assert key in infer, key
 
 
-def test_verify_net_in_out():
+@pytest.mark.parametrize("name", BUNDLES)
+def test_verify_net_in_out(name):
     _bundle_cmd(
         "verify_net_in_out",
         "network_def",
@@ -96,7 +143,7 @@ def test_verify_net_in_out():
         "configs/metadata.json",
         "--config_file",
         "configs/inference.json",
-        cwd=BUNDLE,
+        cwd=REPO / "bundles" / name,
     )
 
 
@@ -333,6 +380,8 @@ def test_multi_gpu_train_runs_with_torchrun_on_cpu(tiny_trained_bundle, tmp_path
 
 
 def test_vae_variant_trains_and_infers_through_the_same_configs(tiny_trained_bundle, tmp_path):
+    if tiny_trained_bundle.name != "autoencoder_anomaly":
+        pytest.skip("model_type vae is an option of the autoencoder bundle")
     bundle = tmp_path / "vae"
     shutil.copytree(tiny_trained_bundle, bundle, ignore=shutil.ignore_patterns("models", "logs", "eval"))
     run(
