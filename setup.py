@@ -46,6 +46,7 @@ setup(
         "pyyaml",
         "fire",
         "tqdm",
+        "einops",  # MONAI DiffusionModelUNet (attention blocks)
         "imagehash>=4.3",
     ],
     extras_require={

@@ -123,6 +123,7 @@ _SETTING_IDS = {
     "num_res_units": "num_res_units",
     "gan_mask": "gan_mask",
     "res_blocks": "res_blocks",
+    "diffusion": "diffusion",
     "map_method": "map_method",
     "score_method": "score_method",
     "score_region": "score_region",

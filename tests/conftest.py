@@ -55,6 +55,25 @@ TINY_BY_BUNDLE = {
         "critic_channels": [8, 16, 32],
         "val_interval": 1,
     },
+    "anoddpm_anomaly": {
+        "image_size": 32,
+        "channels": [8, 16],
+        "diffusion": {"timesteps": 200, "schedule": "linear_beta", "t0": 50, "steps": 2, "seed": 0},
+        "val_interval": 1,
+    },
+    "diffusion_refined_anomaly": {
+        "image_size": 32,
+        "channels": [8, 16],
+        "diffusion_options": {
+            "timesteps": 200,
+            "schedule": "linear_beta",
+            "t0": 50,
+            "steps": 2,
+            "seed": 0,
+            "condition": True,
+        },  # fmt: skip
+        "val_interval": 1,
+    },
     "cyclegan_anomaly": {
         "image_size": 32,
         "channels": [8, 16],
@@ -108,6 +127,10 @@ def make_tiny_trained_bundle(dst: Path, max_epochs: int = 2, name: str = "autoen
         cfg.update(TINY_BY_BUNDLE[name])
         p.write_text(json.dumps(cfg, indent=4))
     data = make_tiny_sample(dst / "data")
+    if name == "diffusion_refined_anomaly":  # stage 1: a tiny healthy-translation GAN, trained first
+        stage1 = make_tiny_trained_bundle(dst / "stage1", max_epochs=1, name="healthy_gan_anomaly")
+        p = bundle / "configs" / "train.json"
+        p.write_text(json.dumps({**json.loads(p.read_text()), "coarse_ckpt": str(stage1 / "models" / "model.pt")}))
     run(
         meta_file=str(bundle / "configs" / "metadata.json"),
         config_file=str(bundle / "configs" / "train.json"),

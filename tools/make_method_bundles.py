@@ -112,6 +112,77 @@ METHODS: dict[str, dict[str, Any]] = {
             ],
         },
     },
+    "anoddpm_anomaly": {
+        "variant": "variants/anoddpm.json",
+        "multi_gpu": {
+            "train_objective": _ddp("@diffusion_objective"),
+            "train#trainer#objective": "@train_objective",
+        },
+        "metadata": {
+            "version": "0.1.0",
+            "changelog": {
+                "0.1.0": "first release: AnoDDPM-style partial diffusion of the input (Gaussian noise to t0, "
+                "deterministic DDIM back, or the single-step x0 estimate), MONAI DiffusionModelUNet and "
+                "DDPMScheduler, bf16 autocast on GPU; the denoiser wrapped in DDP in multi_gpu_train"
+            },
+            "name": "AnoDDPM-style diffusion anomaly detection",
+            "task": "Unsupervised anomaly detection in 2D slices of brain MRI (and slice by slice in volumes)",
+            "description": "A timestep-conditioned denoising UNet trained with DDPM on normal images. At inference "
+            "the input is noised to a level t0 with seeded noise and denoised with deterministic DDIM (eta 0); "
+            "the anomaly map is the error between the input and its denoised version. Slice scores are map "
+            "statistics; volume scores aggregate slice scores.",
+            "image_classes": "single channel grey image or volume, intensities scaled to [-1, 1]",
+            "value_range": [-1, 1],
+            "channel_def": "anomaly map (x - denoised(noised(x)))^2",
+            "references": [
+                "Wyatt et al., AnoDDPM: Anomaly Detection with Denoising Diffusion Probabilistic Models using "
+                "Simplex Noise, CVPR Workshops 2022",
+                "Song et al., Denoising Diffusion Implicit Models, ICLR 2021",
+            ],
+        },
+    },
+    "diffusion_refined_anomaly": {
+        "variant": "variants/gan_refined.json",
+        "multi_gpu": {
+            "train_objective": _ddp("@diffusion_objective"),
+            "train#trainer#objective": "@train_objective",
+        },
+        # inference.json's fallback when model.pt has no settings: stage 1 as the healthy_gan bundle's defaults
+        "inference_defaults": {
+            "diffusion": {
+                "timesteps": 1000,
+                "schedule": "linear_beta",
+                "t0": 250,
+                "steps": 5,
+                "seed": 0,
+                "condition": True,
+                "coarse": {"model_type": "healthy_gan", "channels": [32, 32, 64, 128, 256, 32], "gan_mask": False},
+            }
+        },
+        "metadata": {
+            "version": "0.1.0",
+            "changelog": {
+                "0.1.0": "first release: a trained healthy-translation GAN's coarse healthy image, noised to t0 and "
+                "refined by a timestep-conditioned MONAI DiffusionModelUNet (conditioned on the coarse image) with "
+                "deterministic DDIM; generator and refiner in one inference module and one model.pt; bf16 autocast "
+                "on GPU; the denoiser wrapped in DDP in multi_gpu_train"
+            },
+            "name": "Diffusion-refined healthy-translation GAN anomaly detection",
+            "task": "Unsupervised anomaly detection in 2D slices of brain MRI (and slice by slice in volumes)",
+            "description": "Stage 1, a trained healthy-translation GAN (coarse_ckpt), turns the input into a coarse "
+            "healthy image; stage 2, a timestep-conditioned denoising UNet trained with DDPM on normal images and "
+            "conditioned on the coarse image, refines it from noise level t0 with deterministic DDIM. The anomaly "
+            "map is |x - refined|; slice scores are map statistics and volume scores aggregate slice scores.",
+            "image_classes": "single channel grey image or volume, intensities scaled to [-1, 1]",
+            "value_range": [-1, 1],
+            "channel_def": "anomaly map |x - refined|",
+            "references": [
+                "Siddiquee et al., Brainomaly: Unsupervised Neurologic Disease Detection Utilizing Unannotated "
+                "T1-weighted Brain MR Images, WACV 2024",
+                "Song et al., Denoising Diffusion Implicit Models, ICLR 2021",
+            ],
+        },
+    },
 }
 
 
@@ -142,6 +213,7 @@ def build(name: str) -> dict[str, str]:
         value = variant.get(key)
         if value is not None and not (isinstance(value, str) and value[:1] in "$@%"):
             infer["defaults"][key] = value
+    infer["defaults"].update(copy.deepcopy(spec.get("inference_defaults", {})))
     put("configs/inference.json", infer)
     put("configs/evaluate.json", _json(BASE / "configs" / "evaluate.json"))
     # an overlay merged on train.json at run time: its "a#b" keys stay keys
@@ -154,7 +226,8 @@ def build(name: str) -> dict[str, str]:
     fmt = meta["network_data_format"]
     fmt["inputs"]["image"]["value_range"] = value_range
     fmt["outputs"]["pred"]["channel_def"] = {"0": channel_def}
-    fmt["outputs"]["pred"]["value_range"] = [0, 2]
+    squared = variant.get("map_method", _json(BASE / "configs" / "train.json")["map_method"]) == "squared"
+    fmt["outputs"]["pred"]["value_range"] = [0, 4] if squared else [0, 2]  # of inputs in [-1, 1]
     meta["eval_metrics"] = {"slice_auroc": "see docs/README.md"}
     put("configs/metadata.json", meta)
     for rel in ("LICENSE", "configs/logging.conf"):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
 __all__ = ["MODEL_TYPES", "reconstruction_network"]
 
-MODEL_TYPES = ("dense", "spatial", "vae", "unet", "healthy_gan", "cyclegan")
+MODEL_TYPES = ("dense", "spatial", "vae", "unet", "healthy_gan", "cyclegan", "anoddpm", "gan_refined")
 
 
 def reconstruction_network(
@@ -24,6 +25,7 @@ def reconstruction_network(
     gan_mask: bool = False,
     res_blocks: int = 9,
     spatial_dims: int = 2,
+    diffusion: Mapping[str, Any] | None = None,
 ) -> torch.nn.Module:
     """The network whose ``forward(x)`` is the healthy reconstruction of ``x``.
 
@@ -34,7 +36,13 @@ def reconstruction_network(
     :class:`~monai_anomaly.networks.gan.HealthyTranslationGenerator`; six ``channels``, ``gan_mask`` for the
     AnomalyPro mask) or ``"cyclegan"`` (the CycleGAN generator to normal,
     :class:`~monai_anomaly.networks.cyclegan.ResNetGenerator`: stem width ``channels[0]``, ``len(channels) - 1``
-    downsamplings, ``res_blocks`` residual blocks).
+    downsamplings, ``res_blocks`` residual blocks) or ``"anoddpm"`` (the AnoDDPM-style baseline,
+    :class:`~monai_anomaly.networks.diffusion.DiffusionReconstruction` of a MONAI ``DiffusionModelUNet`` with
+    ``channels`` and ``num_res_units`` residual blocks per level) or ``"gan_refined"`` (the diffusion refiner,
+    :class:`~monai_anomaly.networks.diffusion.RefinedReconstruction`: the coarse network described by
+    ``diffusion["coarse"]`` (a trained model's settings) chained with the denoising UNet). ``diffusion`` holds the
+    diffusion settings (:data:`~monai_anomaly.networks.diffusion.DIFFUSION_DEFAULTS`: ``timesteps``, ``schedule``,
+    ``t0``, ``steps``, ``seed``, ``condition``; ``coarse`` for the refiner).
 
     Example:
         >>> net = reconstruction_network("healthy_gan", 32, channels=(8, 8, 16, 32, 64, 8))
@@ -70,6 +78,33 @@ def reconstruction_network(
         return ResNetGenerator(
             spatial_dims, 1, 1, features=channels[0], n_down=len(channels) - 1, n_res_blocks=res_blocks
         )
+    if model_type in ("anoddpm", "gan_refined"):
+        from monai_anomaly.networks.diffusion import (
+            DIFFUSION_DEFAULTS,
+            DiffusionReconstruction,
+            RefinedReconstruction,
+            diffusion_unet,
+        )
+
+        d = {**DIFFUSION_DEFAULTS, **dict(diffusion or {})}
+        kw = {k: d[k] for k in ("timesteps", "schedule", "t0", "steps", "seed")}
+        cond = model_type == "gan_refined" and bool(d["condition"])
+        unet = diffusion_unet(spatial_dims, 2 if cond else 1, channels, num_res_blocks=max(1, int(num_res_units)))
+        if model_type == "anoddpm":
+            return DiffusionReconstruction(unet, **kw)
+        coarse = dict(d.get("coarse") or {})
+        if not coarse.get("model_type"):
+            raise ValueError(
+                "model_type 'gan_refined' needs the coarse model's settings (diffusion['coarse']): train it with "
+                "coarse_ckpt set to a trained healthy_gan / cyclegan model.pt"
+            )
+        keys = ("channels", "strides", "latent", "latent_size", "hidden_size", "up_mode", "num_res_units", "gan_mask",
+                "res_blocks")  # fmt: skip
+        stage1 = reconstruction_network(
+            coarse["model_type"], int(coarse.get("image_size", image_size)), spatial_dims=spatial_dims,
+            **{k: coarse[k] for k in keys if k in coarse},
+        )  # fmt: skip
+        return RefinedReconstruction(stage1, unet, condition=cond, **kw)
     if model_type == "spatial":
         from monai_anomaly.networks.autoencoder import ConvAutoEncoder
 

@@ -111,7 +111,10 @@ def test_configs_agree_with_each_other(name):
         assert train[key] == infer[key], key
     saved = train["model_settings"]
     for key, default in infer["defaults"].items():
-        assert train[key] == default, key
+        if key == "diffusion" and "diffusion_options" in train:  # the refiner: options + stage 1 from coarse_ckpt
+            assert {k: v for k, v in default.items() if k != "coarse"} == train["diffusion_options"]
+        else:
+            assert train[key] == default, key
         assert saved[key] == f"@{key}", key  # train.json saves it in model.pt
         assert infer[key] == f"$@settings.get('{key}', @defaults#{key})", key
     train_pre = [t for t in train["preprocessing"]["transforms"]]
@@ -342,6 +345,7 @@ def test_ckpt_export_traced_model_gives_the_map(tiny_trained_bundle, tmp_path):
     exported = torch.jit.load(str(ts))
     parser = ConfigParser()
     parser.read_config(str(tiny_trained_bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(tiny_trained_bundle)  # its settings come from the bundle's models/model.pt
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(torch.load(tiny_trained_bundle / "models" / "model.pt", weights_only=True)["model"])
     x = torch.rand(2, 1, 32, 32)
@@ -413,3 +417,20 @@ def test_vae_variant_trains_and_infers_through_the_same_configs(tiny_trained_bun
     )
     result = json.loads((tmp_path / "out" / "scores.json").read_text())["scans"][0]
     assert len(result["slice_scores"]) == 12 and np.isfinite(result["volume_score"])
+
+
+def test_inference_gives_the_same_scores_twice(tiny_trained_bundle, tmp_path):
+    """Same input, same numbers: for the diffusion bundles this checks the seeded noise and deterministic DDIM."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    _nifti(scans / "case1.nii.gz")
+    results = []
+    for k in range(2):
+        _bundle_cmd(
+            "run", "--config_file", "configs/inference.json", "--input_path", str(scans),
+            "--output_dir", str(tmp_path / f"out{k}"), cwd=tiny_trained_bundle,
+        )  # fmt: skip
+        results.append(json.loads((tmp_path / f"out{k}" / "scores.json").read_text())["scans"][0])
+    assert results[0]["slice_scores"] == results[1]["slice_scores"]
+    assert results[0]["volume_score"] == results[1]["volume_score"]
+    assert any(s > 0 for s in results[0]["slice_scores"])
