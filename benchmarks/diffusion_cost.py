@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
                 inferer(volume, net)
             times.append(time.perf_counter() - t)
         row = {"t0": t0, "steps": steps, "network_passes_per_slice": max(1, steps),
-               "val_auroc": round(float(roc_auc_score(y, s)), 4), "val_auprc": round(float(average_precision_score(y, s)), 4),
+               "val_auroc": round(float(roc_auc_score(y, s)), 4),
+               "val_auprc": round(float(average_precision_score(y, s)), 4),
                "s_per_volume_240x240x155": round(statistics.median(times), 2)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
