@@ -15,6 +15,7 @@ generator's total, carried between its steps).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,15 @@ from torch.utils.data import DataLoader
 from monai_anomaly.engines.multi import MultiNetworkTrainer
 from monai_anomaly.losses.gan import focus_loss, gradient_penalty, wgan_critic_loss, wgan_generator_loss
 from monai_anomaly.utils.enums import AnomalyKeys, Role
+
+logger = logging.getLogger(__name__)
+
+NO_MIXED_SET_WARNING = (
+    "the healthy-translation GAN is training on known-healthy images only (no image has role 'mixed'): with nothing "
+    "to translate it drifts from or towards the identity, and on the shared data it scored below the autoencoder "
+    "this way (docs/benchmarks.md, Part C). Give it an unannotated mixed set (Brainomaly layout train/neg_mixed + "
+    "train/pos, or a manifest with a role column), or use the autoencoder_anomaly bundle."
+)
 
 __all__ = ["HealthyGANTrainer", "known_healthy_flags"]
 
@@ -92,11 +102,20 @@ class HealthyGANTrainer(MultiNetworkTrainer):
         self.image_key = image_key
         self._gp_gen = None if seed is None else torch.Generator(device=torch.device(device)).manual_seed(seed)
         self._last_gen: dict[str, torch.Tensor] = {}
+        self.mixed_seen = 0
+        from ignite.engine import Events
+
+        self.add_event_handler(Events.EPOCH_COMPLETED(once=1), self._warn_without_mixed_set)
+
+    def _warn_without_mixed_set(self, engine: HealthyGANTrainer) -> None:
+        if self.mixed_seen == 0:
+            logger.warning(NO_MIXED_SET_WARNING)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         g, c = self.networks["generator"], self.networks["critic"]
         x = batch[self.image_key]
         healthy_flag = known_healthy_flags(batch, x.shape[0], x.device)
+        self.mixed_seen += int((~healthy_flag).sum())
         real = x[healthy_flag] if healthy_flag.any() else x
         mixed = x[~healthy_flag] if (~healthy_flag).any() else x
         # -- critic

@@ -120,3 +120,14 @@ def test_multi_network_trainer_checks_its_arguments():
             "cpu", 1, [], {"a": a}, {"a": torch.optim.SGD(a.parameters(), 0.1)}, amp={"a": torch.float16}
         )
     assert t.amp_dtypes == {} and t.scalers == {}
+
+
+def test_training_without_a_mixed_set_is_warned_about(caplog):
+    with caplog.at_level("WARNING", logger="monai_anomaly.engines.gan"):
+        _trainer(1, _batches(1)).run()  # half the batch is mixed
+    assert "no image has role 'mixed'" not in caplog.text
+    normals_only = [{"image": b["image"]} for b in _batches(1)]  # no roles: all known-healthy
+    with caplog.at_level("WARNING", logger="monai_anomaly.engines.gan"):
+        t = _trainer(2, normals_only)
+        t.run()
+    assert caplog.text.count("no image has role 'mixed'") == 1 and t.mixed_seen == 0
