@@ -32,7 +32,7 @@ else:
         "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
     )
 
-__all__ = ["MultiNetworkTrainer", "default_prepare_batch"]
+__all__ = ["MultiNetworkTrainer", "default_prepare_batch", "LinearDecayLR"]
 
 
 def default_prepare_batch(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> dict:
@@ -198,3 +198,55 @@ class MultiNetworkTrainer(Trainer):
         d["trainer"] = self
         d.update(extra)
         return d
+
+
+class LinearDecayLR:
+    """Constant learning rate, then a linear decay towards 0 over the last epochs, for several optimizers at once
+    (the CycleGAN schedule of Zhu et al.: ``lr x (1 - max(0, epoch - decay_start) / (max_epochs - decay_start))``).
+
+    Step it once per epoch (MONAI's ``LrScheduleHandler``); it checkpoints like a scheduler (``state_dict`` holds
+    each optimizer's ``LambdaLR`` state, plain numbers only).
+
+    Args:
+        optimizers: the optimizers to decay together (e.g. generators and discriminators).
+        max_epochs: the run's length.
+        decay_start: the epoch the decay starts after (default: half of ``max_epochs``).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> s = LinearDecayLR([opt], max_epochs=4, decay_start=2)
+        >>> lrs = []
+        >>> for _ in range(4):
+        ...     lrs.append(round(s.get_last_lr()[0], 2))
+        ...     s.step()
+        >>> lrs
+        [1.0, 1.0, 1.0, 0.5]
+    """
+
+    def __init__(self, optimizers: Sequence[Optimizer], max_epochs: int, decay_start: int | None = None) -> None:
+        max_epochs = int(max_epochs)
+        start = max_epochs // 2 if decay_start is None else int(decay_start)
+        if not 0 <= start < max(1, max_epochs):
+            raise ValueError(f"decay_start must be in [0, max_epochs), got {start} for max_epochs {max_epochs}")
+        span = float(max(1, max_epochs - start))
+
+        def factor(epoch: int) -> float:  # a plain function: LambdaLR leaves it out of its state_dict
+            return max(0.0, 1.0 - max(0, epoch - start) / span)
+
+        self.decay_start, self.max_epochs = start, max_epochs
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+
+    def step(self) -> None:
+        for s in self.schedulers:
+            s.step()
+
+    def get_last_lr(self) -> list[float]:
+        """The current learning rate of each optimizer's first parameter group."""
+        return [s.get_last_lr()[0] for s in self.schedulers]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for s, st in zip(self.schedulers, state["schedulers"]):
+            s.load_state_dict(st)

@@ -131,3 +131,23 @@ def test_training_without_a_mixed_set_is_warned_about(caplog):
         t = _trainer(2, normals_only)
         t.run()
     assert caplog.text.count("no image has role 'mixed'") == 1 and t.mixed_seen == 0
+
+
+def test_linear_decay_holds_then_decays_every_optimizer_and_resumes(tmp_path):
+    from monai_anomaly.engines.multi import LinearDecayLR
+
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    opts = [torch.optim.Adam([params[0]], 2e-4), torch.optim.Adam([params[1]], 1e-4)]
+    s = LinearDecayLR(opts, max_epochs=6, decay_start=3)
+    seen = []
+    for _ in range(6):
+        seen.append(s.get_last_lr())
+        s.step()
+    assert [round(a / 2e-4, 3) for a, _ in seen] == [1.0, 1.0, 1.0, 1.0, 0.667, 0.333]
+    assert all(abs(b / a - 0.5) < 1e-9 for a, b in seen)  # both optimizers follow the same curve
+    torch.save(s.state_dict(), tmp_path / "s.pt")
+    fresh = LinearDecayLR([torch.optim.Adam([params[0]], 2e-4), torch.optim.Adam([params[1]], 1e-4)], 6, 3)
+    fresh.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert fresh.get_last_lr() == s.get_last_lr()
+    with pytest.raises(ValueError, match="decay_start"):
+        LinearDecayLR(opts, max_epochs=4, decay_start=4)
