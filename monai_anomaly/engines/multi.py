@@ -244,6 +244,10 @@ class LinearDecayLR:
         """The current learning rate of each optimizer's first parameter group."""
         return [s.get_last_lr()[0] for s in self.schedulers]
 
+    @property
+    def _last_lr(self) -> list[float]:  # what MONAI's LrScheduleHandler(print_lr=True) reads
+        return self.get_last_lr()
+
     def state_dict(self) -> dict[str, Any]:
         return {"schedulers": [s.state_dict() for s in self.schedulers]}
 

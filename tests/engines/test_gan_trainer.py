@@ -151,3 +151,11 @@ def test_linear_decay_holds_then_decays_every_optimizer_and_resumes(tmp_path):
     assert fresh.get_last_lr() == s.get_last_lr()
     with pytest.raises(ValueError, match="decay_start"):
         LinearDecayLR(opts, max_epochs=4, decay_start=4)
+    # driven by MONAI's handler as the bundles do (it logs the rate it reads from the scheduler)
+    from monai.handlers import LrScheduleHandler
+
+    t = _trainer(2, _batches(1))
+    sched = LinearDecayLR(list(t.optimizers.values()), max_epochs=2, decay_start=1)
+    LrScheduleHandler(sched, print_lr=True).attach(t)
+    t.run()
+    assert sched.get_last_lr()[0] == pytest.approx(0.0)
