@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     s_train = _median(train, a.warmup, a.iters)
     img_s = a.infer_batch / s_step
     res = {
-        "setting": f"1x{a.size}x{a.size}", "threads": a.threads, "params": sum(q.numel() for q in net.unet.parameters()),
+        "setting": f"1x{a.size}x{a.size}", "threads": a.threads,
+        "params": sum(q.numel() for q in net.unet.parameters()),
         "infer_img_per_s_one_step": round(img_s, 3), "s_per_image_chain": round(a.chain / img_s, 2),
         "chain": a.chain, "train_s_per_iter": round(s_train, 3), "train_batch": a.train_batch,
     }  # fmt: skip

@@ -233,7 +233,7 @@ class LinearDecayLR:
         def factor(epoch: int) -> float:  # a plain function: LambdaLR leaves it out of its state_dict
             return max(0.0, 1.0 - max(0, epoch - start) / span)
 
-        self.decay_start, self.max_epochs = start, max_epochs
+        self.decay_start, self.max_epochs, self._factor = start, max_epochs, factor
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
 
     def step(self) -> None:
@@ -252,5 +252,11 @@ class LinearDecayLR:
         return {"schedulers": [s.state_dict() for s in self.schedulers]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the epoch count, and set each optimizer's rate from this schedule at that epoch: a run resumed
+        with a larger ``max_epochs`` continues on the new curve instead of the rate the old one ended at (0)."""
         for s, st in zip(self.schedulers, state["schedulers"]):
             s.load_state_dict(st)
+            lrs = [base * self._factor(s.last_epoch) for base in s.base_lrs]
+            for group, lr in zip(s.optimizer.param_groups, lrs):
+                group["lr"] = lr
+            s._last_lr = lrs

@@ -149,6 +149,17 @@ def test_linear_decay_holds_then_decays_every_optimizer_and_resumes(tmp_path):
     fresh = LinearDecayLR([torch.optim.Adam([params[0]], 2e-4), torch.optim.Adam([params[1]], 1e-4)], 6, 3)
     fresh.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
     assert fresh.get_last_lr() == s.get_last_lr()
+    # resumed with a longer run: the rate follows the new curve, not the 0 the finished one ended at
+    ended = LinearDecayLR([torch.optim.SGD([params[0]], 1.0)], max_epochs=2, decay_start=1)
+    ended.step()
+    ended.step()
+    assert ended.get_last_lr() == [0.0]
+    longer_opt = torch.optim.SGD([params[0]], 1.0)
+    longer_opt.param_groups[0]["lr"] = 0.0  # as restored from the finished run's optimizer state
+    longer = LinearDecayLR([longer_opt], max_epochs=4, decay_start=1)
+    longer.load_state_dict(ended.state_dict())
+    assert longer_opt.param_groups[0]["lr"] == pytest.approx(2 / 3)
+    assert longer.get_last_lr() == [pytest.approx(2 / 3)]
     with pytest.raises(ValueError, match="decay_start"):
         LinearDecayLR(opts, max_epochs=4, decay_start=4)
     # driven by MONAI's handler as the bundles do (it logs the rate it reads from the scheduler)
