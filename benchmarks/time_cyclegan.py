@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+from _timing import median_seconds
 
 from monai_anomaly.engines.cyclegan import CycleGANTrainer
 from monai_anomaly.networks.cyclegan import ResNetGenerator, patch_discriminator
@@ -47,16 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     t = CycleGANTrainer("cpu", 1, [{"image": x}], g_ab, g_ba, d_a, d_b, og, oa, ob, mode="identity", seed=0)
     for net in t.networks.values():
         net.train()
-    times = []
-    for i in range(a.warmup + a.iters):
-        t0 = time.perf_counter()
-        t.train_step({"image": x})
-        if i >= a.warmup:
-            times.append(time.perf_counter() - t0)
+    s_iter = median_seconds(lambda: t.train_step({"image": x}), a.warmup, a.iters)
     n_gen = sum(p.numel() for p in g_ab.parameters())
     n_disc = sum(p.numel() for p in d_a.parameters())
     print(json.dumps({"setting": f"{c}x{a.size}x{a.size}_b{a.batch}", "res_blocks": a.res_blocks,
-                      "train_s_per_iter_median": round(statistics.median(times), 3), "gen_params": n_gen,
+                      "train_s_per_iter_median": round(s_iter, 3), "gen_params": n_gen,
                       "disc_params": n_disc, "threads": a.threads}))  # fmt: skip
 
 

@@ -15,22 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+from _timing import median_seconds
 
 from monai_anomaly.networks.diffusion import DDPMObjective, DiffusionReconstruction, diffusion_unet
-
-
-def _median(fn, warmup: int, iters: int) -> float:
-    out = []
-    for i in range(warmup + iters):
-        t = time.perf_counter()
-        fn()
-        if i >= warmup:
-            out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.no_grad():
             net.unet(x, tt)
 
-    s_step = _median(step, a.warmup, a.iters)
+    s_step = median_seconds(step, a.warmup, a.iters)
     net.train()
     obj = DDPMObjective(net)
     opt = torch.optim.Adam(net.unet.parameters(), 1e-4)
@@ -67,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss.backward()
         opt.step()
 
-    s_train = _median(train, a.warmup, a.iters)
+    s_train = median_seconds(train, a.warmup, a.iters)
     img_s = a.infer_batch / s_step
     res = {
         "setting": f"1x{a.size}x{a.size}", "threads": a.threads,

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+from _timing import median_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
 from monai_anomaly.engines.gan import HealthyGANTrainer
@@ -33,16 +32,6 @@ class _GlobalOnly:
 
     def __exit__(self, *a):
         return False
-
-
-def _median(fn, warmup: int, iters: int) -> float:
-    times = []
-    for i in range(warmup + iters):
-        t0 = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     with fc:
         at(1)()
     train_flops = fc.get_total_flops()
-    full = _median(at(1), a.warmup, a.iters)
-    d_only = _median(at(2), a.warmup, a.iters)
+    full = median_seconds(at(1), a.warmup, a.iters)
+    d_only = median_seconds(at(2), a.warmup, a.iters)
     with torch.no_grad(), FlopCounterMode(display=False) as fg:
         gen(x[:1])
     print(json.dumps({
