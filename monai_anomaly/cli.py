@@ -333,6 +333,13 @@ class AnomalyCLI:
         The report goes to ``<output_dir>/eval``: detailed_results.csv (every slice score), volume_results.csv,
         metrics.json, anomaly_report.txt, roc_curve.png, pr_curve.png, score_distribution.png, top_anomaly_*.png
         (image | heatmap | overlay) and NIfTI maps for volumes.
+
+        ``--quality True`` also measures how good the reconstructions are: SSIM, MS-SSIM and PSNR of the test normals'
+        reconstructions, written to ``quality.json``, to a "Generative and reconstruction quality" section of
+        anomaly_report.txt and to ``quality`` in metrics.json. ``--quality_features PATH`` (with ``--quality True``)
+        adds FID (reconstructed normals and abnormals translated to healthy, each vs real normals) and the Inception
+        Score, on the features of a 1-channel 2-class MONAI resnet18 checkpoint, e.g. a trained
+        ``supervised_resnet18`` bundle's ``models/model.pt``; nothing is downloaded. See docs/evaluation.md.
         """
         out = Path(output_dir).expanduser().resolve()
         ckpt = out / "models" / "model.pt"

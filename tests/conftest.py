@@ -82,6 +82,7 @@ TINY_BY_BUNDLE = {
         "disc_layers": 2,
         "val_interval": 1,
     },
+    "supervised_resnet18": {"image_size": 32, "val_interval": 1, "batch_size": 16},
 }
 
 

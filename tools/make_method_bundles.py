@@ -1,4 +1,5 @@
-"""Write the GAN bundles from the autoencoder bundle and their method files, so they differ only where the method does.
+"""Write the method bundles (GAN, diffusion, supervised reference) from the autoencoder bundle and their method
+files, so they differ only where the method does.
 
 ``bundles/autoencoder_anomaly`` holds everything every method shares: data layouts, splits, preprocessing, slicing,
 scoring, thresholds, reports, checkpointing, resume, multi-process training and inference. A method is a file of
@@ -183,6 +184,35 @@ METHODS: dict[str, dict[str, Any]] = {
             ],
         },
     },
+    "supervised_resnet18": {
+        "variant": "variants/supervised.json",
+        "multi_gpu": {},
+        "pred_value_range": [0, 1],
+        "metadata": {
+            "version": "0.1.0",
+            "changelog": {
+                "0.1.0": "first release: the supervised reference for the unsupervised bundles, MONAI resnet18 "
+                "(1 channel, 2 classes, random initialisation) trained with cross-entropy on labelled slices of the "
+                "same splits (half of the validation groups join training, the test split is unchanged); the map "
+                "is p(abnormal) times MONAI Grad-CAM, the slice score its maximum in the body"
+            },
+            "name": "Supervised ResNet18 reference",
+            "task": "Supervised normal / abnormal slice classification, the reference for the anomaly detectors",
+            "description": "Not an anomaly detector: a MONAI ResNet18 trained with cross-entropy on labelled normal "
+            "and abnormal slices of the same splits the unsupervised bundles use, so its test numbers are the upper "
+            "bound a labelled data set gives. The anomaly map is p(abnormal) times the Grad-CAM of the abnormal "
+            "class (peak 1); the slice score is the map's maximum in the body (p(abnormal) when the Grad-CAM peak "
+            "is in the body). Volume scores aggregate slice scores as in the other bundles.",
+            "image_classes": "single channel grey image or volume, intensities scaled to [0, 1]",
+            "value_range": [0, 1],
+            "channel_def": "p(abnormal) x Grad-CAM of the abnormal class",
+            "references": [
+                "He et al., Deep Residual Learning for Image Recognition, CVPR 2016",
+                "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization, "
+                "ICCV 2017",
+            ],
+        },
+    },
 }
 
 
@@ -227,7 +257,7 @@ def build(name: str) -> dict[str, str]:
     fmt["inputs"]["image"]["value_range"] = value_range
     fmt["outputs"]["pred"]["channel_def"] = {"0": channel_def}
     squared = variant.get("map_method", _json(BASE / "configs" / "train.json")["map_method"]) == "squared"
-    fmt["outputs"]["pred"]["value_range"] = [0, 4] if squared else [0, 2]  # of inputs in [-1, 1]
+    fmt["outputs"]["pred"]["value_range"] = spec.get("pred_value_range", [0, 4] if squared else [0, 2])
     meta["eval_metrics"] = {"slice_auroc": "see docs/README.md"}
     put("configs/metadata.json", meta)
     for rel in ("LICENSE", "configs/logging.conf"):

@@ -24,6 +24,7 @@ __all__ = [
     "training_items",
     "unannotated_items",
     "transductive_items",
+    "supervised_items",
     "check_training_split",
     "write_datalist",
     "read_datalist",
@@ -268,6 +269,57 @@ def transductive_items(items: Iterable[Mapping]) -> list[dict]:
     if not out:
         raise ValueError("transductive evaluation needs an unannotated (role 'mixed') set with known labels")
     return out
+
+
+def supervised_items(
+    splits: Mapping[str, list],
+    fit_fraction: float = 0.5,
+    seed: int = 0,
+    group_key: str = AnomalyKeys.GROUP.value,
+) -> dict[str, list[dict]]:
+    """Training and validation items of the supervised reference, on the same splits as the unsupervised methods.
+
+    The unsupervised split keeps labelled abnormal groups out of ``train``. The supervised classifier needs some, so
+    ``fit_fraction`` of the validation groups (seeded, group-aware, stratified by class) move to its training set;
+    the rest stay for validation (checkpoint choice, threshold). The test split is untouched, so every method is
+    tested on the same images. Only labelled items count (roles ``normal`` / ``eval``, label 0 or 1); the mixed set
+    has no labels and is left out. Lesion-masked volumes keep all their slices (labels come from the mask).
+
+    Returns:
+        ``{"train": [...], "val": [...]}``.
+
+    Example:
+        >>> items = [{"image": f"{i}.png", "label": i % 2, "role": "eval", "split": "val"} for i in range(8)]
+        >>> out = supervised_items({"train": [], "val": items, "test": []})
+        >>> len(out["train"]), len(out["val"]), sorted({it["label"] for it in out["train"]})
+        (4, 4, [0, 1])
+    """
+    if not 0.0 < fit_fraction < 1.0:
+        raise ValueError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
+
+    def labelled(items: Iterable[Mapping]) -> list[dict]:
+        return [
+            dict(it)
+            for it in items
+            if str(it.get(AnomalyKeys.ROLE.value, Role.NORMAL.value)) != Role.MIXED.value
+            and int(it.get(AnomalyKeys.LABEL.value, -1)) in (0, 1)
+        ]
+
+    train, val = labelled(splits.get("train", [])), labelled(splits.get("val", []))
+    by_group: dict[str, list[dict]] = defaultdict(list)
+    for it in val:
+        by_group[_group_of(it, group_key)].append(it)
+    sizes = {g: len(m) for g, m in by_group.items()}
+    rng = np.random.default_rng(seed)
+    fit: set[str] = set()
+    for cls in (0, 1):  # stratified: each class gives fit_fraction of its groups
+        groups = sorted(g for g, m in by_group.items() if max(int(x[AnomalyKeys.LABEL.value]) for x in m) == cls)
+        if groups:
+            fit |= {g for g, idx in _assign(groups, sizes, (fit_fraction, 1.0 - fit_fraction), rng).items() if idx == 0}
+    return {
+        "train": train + [it for it in val if _group_of(it, group_key) in fit],
+        "val": [it for it in val if _group_of(it, group_key) not in fit],
+    }
 
 
 def _normal_sources(items: Iterable[Mapping]) -> int:

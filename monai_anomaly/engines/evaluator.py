@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lower_is_better, unpack_batch
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
+from monai_anomaly.networks.classifier import SliceClassifier
 from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
 from monai_anomaly.scoring.slice_scores import SLICE_SCORE_METHODS, slice_scores
 from monai_anomaly.utils.enums import AnomalyKeys
@@ -120,6 +121,17 @@ class NormalReconstructionLoss(Metric):
             logger.warning("val_recon_loss: no normal (label 0) samples in this run; the metric is NaN")
             return math.nan
         return float(self._sum / self._num)
+
+
+def _classifier_of(network: torch.nn.Module) -> SliceClassifier | None:
+    """The :class:`SliceClassifier` inside ``network`` (bare, in DDP or in the inference wrapper), else ``None``."""
+    for _ in range(3):
+        if isinstance(network, SliceClassifier):
+            return network
+        network = getattr(network, "module", None) or getattr(network, "model", None)
+        if network is None:
+            return None
+    return None
 
 
 class ReconstructionEvaluator(SupervisedEvaluator):
@@ -272,15 +284,29 @@ class ReconstructionEvaluator(SupervisedEvaluator):
                 if foreground is None:
                     raise KeyError(f"batch has no foreground key {engine.foreground_key!r}")
                 foreground = torch.as_tensor(foreground).to(recon.device)
-            amap = compute_anomaly_map(
-                inputs, recon, method=engine.map_method, foreground=foreground, **engine.map_kwargs
-            )
+            classifier = _classifier_of(engine.network)
+            if classifier is not None:  # the supervised reference: its map is p(abnormal) x Grad-CAM
+                logits = recon.detach().float()  # the classifier's forward gives logits
+                amap = classifier.anomaly_map(inputs)
+                if foreground is not None:
+                    amap = amap * (foreground > 0).to(amap.dtype)
+                recon = inputs
+            else:
+                amap = compute_anomaly_map(
+                    inputs, recon, method=engine.map_method, foreground=foreground, **engine.map_kwargs
+                )
             mask = foreground if engine.score_region == "foreground" else None
             scores = slice_scores(amap, method=engine.score_method, mask=mask, **engine.score_kwargs)
-            recon_loss = torch.as_tensor(engine.recon_loss_fn(recon, targets)).detach().reshape(-1)
         n = inputs.shape[0]
         label = self._batch_value(batchdata, AnomalyKeys.LABEL)
         label = torch.full((n,), -1, dtype=torch.long) if label is None else torch.as_tensor(label).reshape(-1)
+        if classifier is not None:  # per-sample cross-entropy of the labelled slices, 0 for the others
+            known = (label == 0) | (label == 1)
+            target = torch.where(known, label, torch.zeros_like(label)).long().to(logits.device)
+            recon_loss = torch.nn.functional.cross_entropy(logits, target, reduction="none") * known.to(logits.device)
+        else:
+            with engine.mode(engine.network):
+                recon_loss = torch.as_tensor(engine.recon_loss_fn(recon, targets)).detach().reshape(-1)
         volume_id = self._batch_value(batchdata, AnomalyKeys.VOLUME_ID)
         volume_id = [""] * n if volume_id is None else [str(v) for v in volume_id]
         slice_index = self._batch_value(batchdata, AnomalyKeys.SLICE_INDEX)

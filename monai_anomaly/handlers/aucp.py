@@ -20,7 +20,7 @@ from monai_anomaly.utils.enums import AnomalyKeys, Role
 
 Metric, _ = optional_import("ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Metric", as_type="base")
 
-__all__ = ["PseudoAUCMetric", "MixedSetAUROC"]
+__all__ = ["PseudoAUCMetric", "MixedSetAUROC", "LabelledAUROC"]
 
 
 def _samples(output: Any) -> list[Mapping[str, Any]]:
@@ -115,6 +115,36 @@ class MixedSetAUROC(Metric):
                 continue
             self._scores.append(float(_value(s[AnomalyKeys.SCORE.value])))
             self._labels.append(int(_value(lab)))
+
+    def compute(self) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        if len(set(self._labels)) < 2:
+            return float("nan")
+        return float(roc_auc_score(self._labels, self._scores))
+
+
+class LabelledAUROC(Metric):
+    """Slice AUROC on the labelled validation samples (``label`` 0 or 1; unannotated ones, label -1, are ignored);
+    NaN with one class. The checkpoint metric of the supervised reference, which may select on labels.
+
+    Example:
+        >>> m = LabelledAUROC()
+        >>> m.update([{"score": 0.9, "label": 1}, {"score": 0.2, "label": 0}, {"score": 0.95, "label": -1}])
+        >>> m.compute()
+        1.0
+    """
+
+    def reset(self) -> None:
+        self._scores: list[float] = []
+        self._labels: list[int] = []
+
+    def update(self, output: Any) -> None:
+        for s in _samples(output):
+            lab = int(_value(s.get(AnomalyKeys.LABEL.value, -1)))
+            if lab in (0, 1):
+                self._scores.append(float(_value(s[AnomalyKeys.SCORE.value])))
+                self._labels.append(lab)
 
     def compute(self) -> float:
         from sklearn.metrics import roc_auc_score

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from monai_anomaly.networks.classifier import SliceClassifier
 from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
 from monai_anomaly.utils.checkpoints import load_checkpoint
 from monai_anomaly.utils.errors import BadInputError
@@ -93,7 +94,13 @@ class ReconstructionAnomalyNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Anomaly map ``(B, 1, *spatial)`` of the ``(B, C, *spatial)`` input."""
+        """Anomaly map ``(B, 1, *spatial)`` of the ``(B, C, *spatial)`` input.
+
+        A model that makes its own map (the supervised :class:`~monai_anomaly.networks.classifier.SliceClassifier`:
+        ``p(abnormal)`` times its Grad-CAM) is asked for it instead of a reconstruction.
+        """
+        if isinstance(self.model, SliceClassifier):
+            return self.model.anomaly_map(x)
         return self.anomaly_map(x, self.reconstruct(x))
 
     @classmethod

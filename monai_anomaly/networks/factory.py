@@ -9,7 +9,7 @@ import torch
 
 __all__ = ["MODEL_TYPES", "reconstruction_network"]
 
-MODEL_TYPES = ("dense", "spatial", "vae", "unet", "healthy_gan", "cyclegan", "anoddpm", "gan_refined")
+MODEL_TYPES = ("dense", "spatial", "vae", "unet", "healthy_gan", "cyclegan", "anoddpm", "gan_refined", "resnet18")
 
 
 def reconstruction_network(
@@ -42,7 +42,9 @@ def reconstruction_network(
     :class:`~monai_anomaly.networks.diffusion.RefinedReconstruction`: the coarse network described by
     ``diffusion["coarse"]`` (a trained model's settings) chained with the denoising UNet). ``diffusion`` holds the
     diffusion settings (:data:`~monai_anomaly.networks.diffusion.DIFFUSION_DEFAULTS`: ``timesteps``, ``schedule``,
-    ``t0``, ``steps``, ``seed``, ``condition``; ``coarse`` for the refiner).
+    ``t0``, ``steps``, ``seed``, ``condition``; ``coarse`` for the refiner). ``"resnet18"`` is the supervised
+    reference, :class:`~monai_anomaly.networks.classifier.SliceClassifier`: its ``forward`` gives class logits, and
+    the inference wrapper asks it for its own map.
 
     Example:
         >>> net = reconstruction_network("healthy_gan", 32, channels=(8, 8, 16, 32, 64, 8))
@@ -50,6 +52,10 @@ def reconstruction_network(
         torch.Size([1, 1, 32, 32])
     """
     shape = (image_size,) * spatial_dims
+    if model_type == "resnet18":  # the supervised reference: a classifier that makes its own map (not a reconstruction)
+        from monai_anomaly.networks.classifier import SliceClassifier
+
+        return SliceClassifier(spatial_dims, 1)
     if model_type == "dense":
         from monai_anomaly.networks.dense_ae import DenseAutoEncoder
 

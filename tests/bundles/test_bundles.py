@@ -322,6 +322,10 @@ def test_resume_continues_from_last_epoch(tiny_trained_bundle, tmp_path):
 
 
 def test_ckpt_export_traced_model_gives_the_map(tiny_trained_bundle, tmp_path):
+    if tiny_trained_bundle.name == "supervised_resnet18":
+        pytest.skip(
+            "its map is a Grad-CAM, a backward pass inside forward, which tracing cannot record (bundle README)"
+        )
     ts = tmp_path / "model.ts"
     _bundle_cmd(
         "ckpt_export",

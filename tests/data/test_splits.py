@@ -178,3 +178,31 @@ def test_protocol_items_take_the_dataset_split_and_drop_classes(tmp_path):
     with pytest.raises(ValueError, match="no column"):
         protocol_items(items, tmp_path, split_column="site")
     assert len(protocol_items(items, tmp_path)) == 4  # no column, no exclusion: unchanged
+
+
+def test_supervised_items_move_half_the_validation_groups_and_leave_test_alone():
+    from monai_anomaly.data.splits import supervised_items
+
+    items = [{"image": f"n{i}.png", "label": 0, "role": "normal", "group": f"pn{i // 2}"} for i in range(60)] + [
+        {"image": f"a{i}.png", "label": 1, "role": "eval", "group": f"pa{i // 2}"} for i in range(40)
+    ]
+    items += [{"image": f"m{i}.png", "label": 1, "role": "mixed", "group": f"pm{i}"} for i in range(6)]
+    splits = split_datalist(items, 0.3, 0.3, seed=0)
+    sup = supervised_items(splits, fit_fraction=0.5, seed=0)
+    again = supervised_items(splits, fit_fraction=0.5, seed=0)
+    assert sup == again  # seeded
+    test_images = {it["image"] for it in splits["test"]}
+    used = {it["image"] for part in sup.values() for it in part}
+    assert not used & test_images  # the test split is never touched
+    assert all(it["role"] != "mixed" for part in sup.values() for it in part)  # unlabelled items left out
+    val_groups = {it["group"] for it in splits["val"]}
+    fit = {it["group"] for it in sup["train"]} & val_groups
+    kept = {it["group"] for it in sup["val"]}
+    assert fit and kept and not fit & kept  # groups are not split between the two halves
+    for label in (0, 1):  # stratified: both classes on both sides
+        assert any(it["label"] == label and it["group"] in fit for it in sup["train"])
+        assert any(it["label"] == label for it in sup["val"])
+    n_val_labelled = sum(1 for it in splits["val"] if it["role"] != "mixed")
+    assert abs(len(sup["val"]) - n_val_labelled / 2) <= 4
+    with pytest.raises(ValueError, match="fit_fraction"):
+        supervised_items(splits, fit_fraction=1.0)
