@@ -113,6 +113,7 @@ def run(
     full: bool = False,
     quality: bool = True,
     command: str = "",
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate ``methods`` on ``datasets``; return (and write to ``out/results.json``) every number."""
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +133,11 @@ def run(
         "command": command or "python benchmarks/run_all.py",
         "results": [],
     }
+    earlier = {}
+    if reuse and (out / "results.json").is_file():  # keep the successful runs of an interrupted or partly failed run
+        prev = json.loads((out / "results.json").read_text())
+        earlier = {(r["dataset"], r["method"]): r for r in prev.get("results", []) if "error" not in r}
+        summary["reused_from"] = prev.get("date")
     t0 = time.time()
     for ds in datasets:
         path = Path(ds) if Path(ds).is_dir() else shared / ds
@@ -139,6 +145,13 @@ def run(
         sup_ckpt = None
         for method in methods:
             spec = METHODS[method]
+            if (name, method) in earlier:
+                res = earlier[(name, method)]
+                print(f"=== {name}__{method}: kept from the earlier run", flush=True)
+                if method == "supervised":
+                    sup_ckpt = out / f"{name}__{method}" / "models" / "model.pt"
+                summary["results"].append(res)
+                continue
             epochs, vint, cap = _args_for(method, name, tiny, full)
             extra = [f"bundle={spec['bundle']}"]
             if cap:
@@ -396,6 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--full", action="store_true", help="the bundles' own training lengths (for a GPU)")
     p.add_argument("--tiny", action="store_true", help="1 epoch of 2 iterations per method (tests)")
     p.add_argument("--no-quality", action="store_true", help="skip FID / IS / SSIM / PSNR")
+    p.add_argument("--reuse", action="store_true", help="keep the successful runs of --out/results.json, redo the rest")
     p.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"), help="markdown file to write")
     p.add_argument("--no-docs", action="store_true", help="only write results.json")
     p.add_argument("--from-results", default=None, help="rewrite the docs from an earlier results.json, no run")
@@ -408,6 +422,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             a.datasets, methods, Path(a.out).resolve(), Path(a.shared_data).resolve(), a.image_size, a.seed,
             tiny=a.tiny, full=a.full, quality=not a.no_quality,
             command=" ".join(["python benchmarks/run_all.py", *(sys.argv[1:] if argv is None else argv)]),
+            reuse=a.reuse,
         )  # fmt: skip
     if not a.no_docs:
         docs = Path(a.docs)
