@@ -26,7 +26,7 @@ from typing import Any
 __all__ = ["DEFAULT_EPOCHS", "peak_mb", "run_stage", "parse_train_log", "run_dataset", "markdown_table", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
-# chosen a priori to fit ~35 min on 2 shared CPU cores (see docs/benchmarks.md)
+# chosen a priori to fit ~35 min on 2 shared CPU cores (see docs/experiments.md)
 DEFAULT_EPOCHS = {
     "brats2018_sample": 25,
     "brats2018_sample@site": 25,

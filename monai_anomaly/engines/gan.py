@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 NO_MIXED_SET_WARNING = (
     "the healthy-translation GAN is training on known-healthy images only (no image has role 'mixed'): with nothing "
     "to translate it drifts from or towards the identity, and on the shared data it scored below the autoencoder "
-    "this way (docs/benchmarks.md, Part C). Give it an unannotated mixed set (Brainomaly layout train/neg_mixed + "
+    "this way (docs/experiments.md, Part C). Give it an unannotated mixed set (Brainomaly layout train/neg_mixed + "
     "train/pos, or a manifest with a role column), or use the autoencoder_anomaly bundle."
 )
 
