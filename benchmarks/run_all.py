@@ -9,7 +9,7 @@ then the feature network for FID / Inception Score of the generative methods (``
 
 Usage:
     PYTHONPATH=. python benchmarks/run_all.py                       # everything, ~1 h on 2 CPU cores
-    PYTHONPATH=. python benchmarks/run_all.py --full                # the bundles' own lengths (GPU)
+    PYTHONPATH=. python benchmarks/run_all.py --full                # the bundles' own lengths, 128 px (GPU)
     PYTHONPATH=. python benchmarks/run_all.py --from-results /tmp/monai_anomaly_bench/all/results.json
     PYTHONPATH=. python benchmarks/run_all.py --datasets /path/to/set --methods autoencoder --tiny --no-docs
 """
@@ -386,7 +386,7 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None) -> st
         "",
         "```bash",
         "PYTHONPATH=. python benchmarks/run_all.py            # writes this file and the plot",
-        "PYTHONPATH=. python benchmarks/run_all.py --full     # the bundles' own lengths (GPU)",
+        "PYTHONPATH=. python benchmarks/run_all.py --full     # the bundles' own lengths at 128 px (GPU)",
         "```",
         "",
         "Per-run commands (train and evaluate) are in the `results.json` the command writes beside the runs.",
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="/tmp/monai_anomaly_bench/all", help="run folder (checkpoints, reports)")
     p.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS, help="shared set names or folders")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=None, help="default 64 px, 128 px with --full")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--full", action="store_true", help="the bundles' own training lengths (for a GPU)")
     p.add_argument("--tiny", action="store_true", help="1 epoch of 2 iterations per method (tests)")
@@ -419,7 +419,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         methods = [m for m in METHODS if m in a.methods]  # the run order: supervised first
         summary = run(
-            a.datasets, methods, Path(a.out).resolve(), Path(a.shared_data).resolve(), a.image_size, a.seed,
+            a.datasets, methods, Path(a.out).resolve(), Path(a.shared_data).resolve(),
+            a.image_size or (128 if a.full else 64), a.seed,
             tiny=a.tiny, full=a.full, quality=not a.no_quality,
             command=" ".join(["python benchmarks/run_all.py", *(sys.argv[1:] if argv is None else argv)]),
             reuse=a.reuse,
