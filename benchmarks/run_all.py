@@ -78,6 +78,20 @@ PUBLISHED: dict[tuple[str, str], str] = {
     "128 px, its own split; ours is a 10-volume BraTS 2018 sample",
 }
 
+# what to keep in mind when reading a data set's rows (from the audit and the SOURCE.md of each set)
+DATASET_NOTES: dict[str, str] = {
+    "brats2018_sample": "10 FLAIR volumes, every one with a tumour: slice labels come from the masks, lesion-free "
+    "slices are the normals, and volume-level AUROC needs normal volumes, which this set has none of. 3 test volumes: "
+    "a few hundred correlated slices, so differences of a few hundredths are within the noise. The supervised "
+    "reference learns from the labels of 5 training volumes and half the validation volumes: few labelled "
+    "volumes.",
+    "brain_tumor_mri_4class": "Normals and tumours come from different sources: `python -m monai_anomaly audit` "
+    "finds them separable by image statistics alone (shortcut AUROC up to 0.99, docs/audit.md). The supervised "
+    "reference can use that shortcut; reconstruction methods score texture and contrast first, which are higher in the normals, so "
+    "short trainings rank tumours below normals (AUROC < 0.5). The published autoencoder protocol reaches its number "
+    "only after hundreds of epochs (reproduced through the bundle: 0.917 at 300 epochs, docs/experiments.md, A4).",
+}
+
 SPLIT_NOTE = "the bundles' split (`val_fraction` 0.15, `test_fraction` 0.3, grouped by `group` / volume)"
 
 
@@ -273,6 +287,7 @@ def _quality_cells(q: dict[str, Any] | None) -> list[str]:
 def auroc_vs_time_plot(summary: dict[str, Any], path: Path) -> Path | None:
     """Slice AUROC against training wall time, one marker per method, one panel per data set."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -290,6 +305,8 @@ def auroc_vs_time_plot(summary: dict[str, Any], path: Path) -> Path | None:
                         xytext=(4, 4), textcoords="offset points")  # fmt: skip
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_ylim(0.0, 1.0)
         ax.set_xlabel("training wall time (min, log)")
         ax.set_ylabel("test slice AUROC")
@@ -318,13 +335,15 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None) -> st
         f"- Budgets: **{summary['mode']}** (`QUICK` in `benchmarks/run_all.py`: fixed before the run to fit about an "
         "hour on 2 CPU cores; `--full` uses the bundles' own lengths). Short budgets favour the cheap methods: read "
         "the AUROC-against-time plot, not only the table. Image size "
-        f"{summary['image_size']} px, split {SPLIT_NOTE}, seed {summary['seed']}.",
+        f"{summary['image_size']} px; split: {SPLIT_NOTE}, seed {summary['seed']}.",
         "- Model selection: each bundle's own rule on the validation split (validation loss, AUCp on an unannotated "
         "mixed set for the healthy GAN, validation AUROC for the supervised reference). The test split is evaluated "
-        "once. The supervised reference trains on labelled abnormal images (half the validation groups); it is the "
-        "upper bound, not a competitor.",
+        "once. The supervised reference trains on labelled abnormal images (half the validation groups): it shows "
+        "what labels buy on the same test images, not a competitor.",
         "- Threshold: the label-free one each bundle fits on normal validation slices (mean + 3 std); sensitivity and "
         "specificity are at that threshold.",
+        "- Train s of `diffusion_refined` is the refiner's alone: its stage 1 is the `healthy_gan` run of the same "
+        "set (add that row's time).",
         "- Evaluate s / volume: the whole `evaluate` stage (load, slice, score, report) divided by the test volumes "
         "(2D sets: one image is one volume).",
         "- FID / IS use the supervised reference's penultimate features and softmax of the same data set (no Inception "
@@ -345,6 +364,7 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None) -> st
             f"Test split: {_f((first.get('slice') or {}).get('n'))} slices ({_f(sl.get('n_normal'))} normal, "
             f"{_f(sl.get('n_anomalous'))} abnormal).",
             "",
+            *([f"Read with: {DATASET_NOTES[ds]}", ""] if ds in DATASET_NOTES else []),
             "| method | bundle | epochs (iteration cap) | slice AUROC | slice AUPRC | sens / spec at threshold "
             "| volume AUROC / AUPRC | AUCp (val) | train s | evaluate s | evaluate s / volume | peak MB train / eval |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
