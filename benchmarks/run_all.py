@@ -80,16 +80,21 @@ PUBLISHED: dict[tuple[str, str], str] = {
 
 # what to keep in mind when reading a data set's rows (from the audit and the SOURCE.md of each set)
 DATASET_NOTES: dict[str, str] = {
-    "brats2018_sample": "10 FLAIR volumes, every one with a tumour: slice labels come from the masks, lesion-free "
-    "slices are the normals, and volume-level AUROC needs normal volumes, which this set has none of. 3 test volumes: "
-    "a few hundred correlated slices, so differences of a few hundredths are within the noise. The supervised "
-    "reference learns from the labels of 5 training volumes and half the validation volumes: few labelled "
-    "volumes.",
-    "brain_tumor_mri_4class": "Normals and tumours come from different sources: `python -m monai_anomaly audit` "
-    "finds them separable by image statistics alone (shortcut AUROC up to 0.99, docs/audit.md). The supervised "
-    "reference can use that shortcut; reconstruction methods score texture and contrast first, which are higher in the normals, so "
-    "short trainings rank tumours below normals (AUROC < 0.5). The published autoencoder protocol reaches its number "
-    "only after hundreds of epochs (reproduced through the bundle: 0.917 at 300 epochs, docs/experiments.md, A4).",
+    "brats2018_sample": (
+        "10 FLAIR volumes, every one with a tumour: slice labels come from the masks, lesion-free slices are the "
+        "normals, and volume-level AUROC needs normal volumes, which this set has none of. 3 test volumes: a few "
+        "hundred correlated slices, so differences of a few hundredths are within the noise. The supervised "
+        "reference learns from the labels of 5 training volumes and half the validation volumes: few labelled "
+        "volumes."
+    ),
+    "brain_tumor_mri_4class": (
+        "Normals and tumours come from different sources: `python -m monai_anomaly audit` finds them separable by "
+        "image statistics alone (shortcut AUROC up to 0.99, docs/audit.md). The supervised reference can use that "
+        "shortcut; reconstruction methods score texture and contrast first, which are higher in the normals, so "
+        "short trainings rank tumours below normals (AUROC < 0.5). The published autoencoder protocol reaches its "
+        "number only after hundreds of epochs (reproduced through the bundle: 0.917 at 300 epochs, "
+        "docs/experiments.md, A4)."
+    ),
 }
 
 SPLIT_NOTE = "the bundles' split (`val_fraction` 0.15, `test_fraction` 0.3, grouped by `group` / volume)"
