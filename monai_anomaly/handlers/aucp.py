@@ -90,7 +90,32 @@ class PseudoAUCMetric(Metric):
         return aucp if self.normal_fraction is None else debiased_auc(aucp, self.normal_fraction)
 
 
-class MixedSetAUROC(Metric):
+class _SampleAUROC(Metric):
+    """AUROC of the ``score`` of the samples whose :meth:`_label` is 0 or 1 (others are ignored); NaN with one class."""
+
+    def _label(self, sample: Mapping[str, Any]) -> int | None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self._scores: list[float] = []
+        self._labels: list[int] = []
+
+    def update(self, output: Any) -> None:
+        for s in _samples(output):
+            lab = self._label(s)
+            if lab in (0, 1):
+                self._scores.append(float(_value(s[AnomalyKeys.SCORE.value])))
+                self._labels.append(int(lab))
+
+    def compute(self) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        if len(set(self._labels)) < 2:
+            return float("nan")
+        return float(roc_auc_score(self._labels, self._scores))
+
+
+class MixedSetAUROC(_SampleAUROC):
     """The true AUROC on the unannotated validation samples, from their hidden ``true_label`` (NaN when absent):
     reported beside AUCp, never used to select anything.
 
@@ -102,29 +127,14 @@ class MixedSetAUROC(Metric):
         1.0
     """
 
-    def reset(self) -> None:
-        self._scores: list[float] = []
-        self._labels: list[int] = []
-
-    def update(self, output: Any) -> None:
-        for s in _samples(output):
-            if str(_value(s.get(AnomalyKeys.ROLE.value, ""))) != Role.MIXED.value:
-                continue
-            lab = s.get(AnomalyKeys.TRUE_LABEL.value)
-            if lab is None or int(_value(lab)) not in (0, 1):
-                continue
-            self._scores.append(float(_value(s[AnomalyKeys.SCORE.value])))
-            self._labels.append(int(_value(lab)))
-
-    def compute(self) -> float:
-        from sklearn.metrics import roc_auc_score
-
-        if len(set(self._labels)) < 2:
-            return float("nan")
-        return float(roc_auc_score(self._labels, self._scores))
+    def _label(self, sample: Mapping[str, Any]) -> int | None:
+        if str(_value(sample.get(AnomalyKeys.ROLE.value, ""))) != Role.MIXED.value:
+            return None
+        lab = sample.get(AnomalyKeys.TRUE_LABEL.value)
+        return None if lab is None else int(_value(lab))
 
 
-class LabelledAUROC(Metric):
+class LabelledAUROC(_SampleAUROC):
     """Slice AUROC on the labelled validation samples (``label`` 0 or 1; unannotated ones, label -1, are ignored);
     NaN with one class. The checkpoint metric of the supervised reference, which may select on labels.
 
@@ -135,20 +145,5 @@ class LabelledAUROC(Metric):
         1.0
     """
 
-    def reset(self) -> None:
-        self._scores: list[float] = []
-        self._labels: list[int] = []
-
-    def update(self, output: Any) -> None:
-        for s in _samples(output):
-            lab = int(_value(s.get(AnomalyKeys.LABEL.value, -1)))
-            if lab in (0, 1):
-                self._scores.append(float(_value(s[AnomalyKeys.SCORE.value])))
-                self._labels.append(lab)
-
-    def compute(self) -> float:
-        from sklearn.metrics import roc_auc_score
-
-        if len(set(self._labels)) < 2:
-            return float("nan")
-        return float(roc_auc_score(self._labels, self._scores))
+    def _label(self, sample: Mapping[str, Any]) -> int | None:
+        return int(_value(sample.get(AnomalyKeys.LABEL.value, -1)))

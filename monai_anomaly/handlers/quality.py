@@ -23,6 +23,7 @@ from monai_anomaly.metrics.quality import (
     reconstruction_quality_per_sample,
     summarize_quality,
 )
+from monai_anomaly.reports.writer import _json_safe
 from monai_anomaly.utils.enums import AnomalyKeys
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -54,17 +55,6 @@ _FID_SETS = (
 
 def _identity(x: Any) -> Any:
     return x
-
-
-def _json_safe(v: Any) -> Any:
-    """Plain JSON values (NaN / Inf become ``None``, as in metrics.json)."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, Mapping):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
