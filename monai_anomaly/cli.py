@@ -79,12 +79,28 @@ def _mute_config_root_notice() -> None:
         workflows.logger.addFilter(_DropConfigRootNotice())
 
 
+def _coerce_override(value: Any) -> Any:
+    """``"true"`` / ``"false"`` in any case become booleans: the command line parser only converts ``True`` /
+    ``False``, and a config reading the text ``"false"`` would take it as true.
+
+    Example:
+        >>> _coerce_override("false"), _coerce_override("TRUE"), _coerce_override("falsey"), _coerce_override(3)
+        (False, True, 'falsey', 3)
+    """
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
 def run_bundle(bundle: str | os.PathLike, configs: list[str], **override: Any) -> None:
     """Run ``python -m monai.bundle run`` on ``bundle`` with ``configs`` merged in order and ``override`` applied.
 
     A config given as an existing path is used as it is; otherwise it is looked up in the bundle's ``configs/``.
+    Boolean words in ``override`` (``--quality false``) become booleans (:func:`_coerce_override`).
     """
     from monai.bundle import run
+
+    override = {k: _coerce_override(v) for k, v in override.items()}
 
     root = find_bundle(bundle)
     files = [c if Path(c).is_file() else str(root / "configs" / c) for c in configs]

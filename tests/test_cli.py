@@ -141,3 +141,16 @@ def test_train_overwrite_deletes_the_earlier_run(tmp_path):
     assert not (run / "logs" / "events.out.tfevents.old").exists()
     assert (run / "models" / "model.pt").is_file() and (run / "models" / "checkpoint_epoch=1.pt").is_file()
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own folders are replaced
+
+
+def test_boolean_words_reach_the_bundle_as_booleans(monkeypatch):
+    """``--quality false`` must switch quality off: a config reading the text "false" would take it as true."""
+    import monai.bundle
+
+    from monai_anomaly.cli import run_bundle
+
+    seen = {}
+    monkeypatch.setattr(monai.bundle, "run", lambda **kw: seen.update(kw))
+    run_bundle("autoencoder_anomaly", ["train.json"], quality="false", overwrite="True", layout="auto", max_epochs=3)
+    assert seen["quality"] is False and seen["overwrite"] is True
+    assert seen["layout"] == "auto" and seen["max_epochs"] == 3
