@@ -389,3 +389,22 @@ def test_checkpoint_conf_serves_weights_kept_outside_the_bundle(bundle: Path, tm
         served_models({"models": f"{configs_only},{bundle}", "checkpoint": str(ckpt)}, APP_DIR)
     with pytest.raises(ValueError, match="no such file"):
         served_models({"models": str(configs_only), "checkpoint": str(tmp_path / "missing.pt")}, APP_DIR)
+
+
+@pytest.mark.parametrize("name", ["healthy_gan_anomaly", "cyclegan_anomaly"])
+def test_runner_serves_the_gan_bundles(name: str, studies: Path, tmp_path_factory) -> None:
+    """The MONAI Label runner serves the GAN bundles as it serves the autoencoder: same contract, their own map."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_monai_anomaly_tests_conftest_label", REPO / "tests" / "conftest.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    bundle = conf.make_tiny_trained_bundle(tmp_path_factory.mktemp(name), max_epochs=1, name=name)
+    heat, result = AnomalyBundleRunner(bundle)(studies / "vol.nii.gz")
+    assert result["bundle"] == name
+    assert result["bundle_version"] == json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
+    assert tuple(np.asarray(heat).shape[-3:]) == (20, 18, 5) and float(np.asarray(heat).min()) >= 0.0
+    assert len(result["slice_scores"]) == 5 and isinstance(result["volume_score"], float)
+    vt, _ = load_volume_threshold(bundle / "models" / "model.pt")
+    assert result["prediction"] == ("anomalous" if result["volume_score"] >= vt else "normal")
+    json.dumps(result)
