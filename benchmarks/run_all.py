@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_autoencoder import REPO, _cpu_model, peak_mb, run_dataset  # noqa: E402
+from run_autoencoder import REPO, _cpu_model, _f, peak_mb, run_dataset  # noqa: E402
 
 __all__ = ["METHODS", "QUICK", "PUBLISHED", "run", "write_markdown", "auroc_vs_time_plot", "main"]
 
@@ -225,14 +225,6 @@ def _gpu() -> str:
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     except Exception:  # noqa: BLE001
         return "n/a"
-
-
-def _f(x: Any, nd: int = 3) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float):
-        return "nan" if x != x else f"{x:.{nd}f}"
-    return str(x)
 
 
 def _slice_row(r: dict[str, Any]) -> dict[str, str]:

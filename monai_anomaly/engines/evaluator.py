@@ -287,7 +287,7 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             classifier = _classifier_of(engine.network)
             if classifier is not None:  # the supervised reference: its map is p(abnormal) x Grad-CAM
                 logits = recon.detach().float()  # the classifier's forward gives logits
-                amap = classifier.anomaly_map(inputs)
+                amap = classifier.anomaly_map(inputs, logits=logits)
                 if foreground is not None:
                     amap = amap * (foreground > 0).to(amap.dtype)
                 recon = inputs

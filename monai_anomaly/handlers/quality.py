@@ -14,7 +14,7 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
-from monai_anomaly.handlers.scores import _as_items, _scalar
+from monai_anomaly.handlers.scores import _as_items, _identity, _scalar
 from monai_anomaly.metrics.quality import (
     ClassifierFeatures,
     frechet_distance,
@@ -51,10 +51,6 @@ _FID_SETS = (
     ("translated_abnormal_vs_real_normal", ("abnormal", "generated"), ("normal", "real")),
     ("real_abnormal_vs_real_normal", ("abnormal", "real"), ("normal", "real")),
 )
-
-
-def _identity(x: Any) -> Any:
-    return x
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -307,9 +303,10 @@ class GenerativeQualityHandler:
             result["inception_score"] = {"skipped": reason}
             self.result = result
             return result
+        built = {k: self._set(k) for k in self._sets}  # each set concatenated once
         fid: dict[str, Any] = {}
         for name, gen_key, ref_key in _FID_SETS:
-            gen, ref = self._set(gen_key), self._set(ref_key)
+            gen, ref = built.get(gen_key), built.get(ref_key)
             n_gen, n_ref = (0 if gen is None else gen[0].shape[0]), (0 if ref is None else ref[0].shape[0])
             gen_name, ref_name = f"{gen_key[1]}_{gen_key[0]}", f"{ref_key[1]}_{ref_key[0]}"
             entry: dict[str, Any] = {f"n_{gen_name}": n_gen, f"n_{ref_name}": n_ref}
@@ -318,13 +315,13 @@ class GenerativeQualityHandler:
             else:
                 entry["value"] = frechet_distance(ref[0], gen[0])
             fid[name] = entry
-        sets = [s for s in (self._set(k) for k in self._sets) if s is not None]
+        sets = [s for s in built.values() if s is not None]
         fid["feature_dim"] = int(sets[0][0].shape[1]) if sets else None
         result["fid"] = fid
         inc: dict[str, Any] = {}
         for domain in _DOMAINS.values():
             for kind in ("real", "generated"):
-                s = self._set((domain, kind))
+                s = built.get((domain, kind))
                 n = 0 if s is None else int(s[1].shape[0])
                 if n < 2:
                     inc[f"{kind}_{domain}"] = {"n": n, "skipped": f"fewer than 2 {kind} {domain} samples ({n})"}

@@ -49,8 +49,10 @@ class SliceClassifier(nn.Module):
         """``p(abnormal)`` per sample, ``(B,)``."""
         return torch.softmax(self.net(x).float(), dim=1)[:, ABNORMAL_CLASS]
 
-    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+    def anomaly_map(self, x: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         """``p(abnormal)`` times the abnormal class's Grad-CAM (peak 1 per slice), ``(B, 1, *spatial)``.
+
+        ``logits``: this network's eval-mode logits of ``x`` when the caller has them already (one forward pass less).
 
         Grad-CAM needs gradients, so they are enabled here even under ``torch.no_grad`` (evaluation); the network's
         parameter gradients are cleared afterwards and its train/eval mode is restored.
@@ -58,7 +60,10 @@ class SliceClassifier(nn.Module):
         training = self.training
         self.eval()
         with torch.no_grad():
-            prob = self.probability(x)
+            if logits is None:
+                prob = self.probability(x)
+            else:
+                prob = torch.softmax(logits.detach().float(), dim=1)[:, ABNORMAL_CLASS]
         with torch.enable_grad():
             if self._cam is None:
                 self._cam = GradCAM(nn_module=self.net, target_layers="layer4")
