@@ -17,6 +17,7 @@ import torch
 from _timing import median_seconds
 
 from monai_anomaly.engines.cyclegan import CycleGANTrainer
+from monai_anomaly.engines.multi import training_amp
 from monai_anomaly.networks.cyclegan import ResNetGenerator, patch_discriminator
 
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: autocast on a CPU with native bfloat16 (the bundles' train_precision)")  # fmt: skip
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -43,7 +46,21 @@ def main(argv: list[str] | None = None) -> None:
     oa = torch.optim.Adam(d_a.parameters(), 2e-4, betas=(0.5, 0.999))
     ob = torch.optim.Adam(d_b.parameters(), 2e-4, betas=(0.5, 0.999))
     x = torch.rand(a.batch, c, a.size, a.size) * 2 - 1
-    t = CycleGANTrainer("cpu", 1, [{"image": x}], g_ab, g_ba, d_a, d_b, og, oa, ob, mode="identity", seed=0)
+    t = CycleGANTrainer(
+        "cpu",
+        1,
+        [{"image": x}],
+        g_ab,
+        g_ba,
+        d_a,
+        d_b,
+        og,
+        oa,
+        ob,
+        mode="identity",
+        seed=0,
+        amp=training_amp(["generators", "disc_a", "disc_b"], "cpu", a.precision),
+    )
     for net in t.networks.values():
         net.train()
     s_iter = median_seconds(lambda: t.train_step({"image": x}), a.warmup, a.iters)
@@ -51,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     n_disc = sum(p.numel() for p in d_a.parameters())
     print(json.dumps({"setting": f"{c}x{a.size}x{a.size}_b{a.batch}", "res_blocks": a.res_blocks,
                       "train_s_per_iter_median": round(s_iter, 3), "gen_params": n_gen,
-                      "disc_params": n_disc, "threads": a.threads}))  # fmt: skip
+                      "disc_params": n_disc, "threads": a.threads,
+                      "precision": a.precision, "autocast": {k: str(v) for k, v in t.amp_dtypes.items()}}))  # fmt: skip
 
 
 if __name__ == "__main__":

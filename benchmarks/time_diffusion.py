@@ -9,6 +9,7 @@ default at the same image size and chain length.
 Example (right after the peer script, nothing else running):
     PYTHONPATH=. python benchmarks/time_diffusion.py --size 256 --train-batch 1
     PYTHONPATH=. python benchmarks/time_diffusion.py --size 128 --train-batch 4
+    PYTHONPATH=. python benchmarks/time_diffusion.py --size 256 --train-batch 1 --noise simplex
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--noise", default="gaussian", choices=["gaussian", "simplex"],
+                   help="training noise (simplex: as the peer script); also timed alone")  # fmt: skip
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = DiffusionReconstruction(diffusion_unet(2, 1, a.channels), t0=a.chain, steps=1)
+    net = DiffusionReconstruction(diffusion_unet(2, 1, a.channels), t0=a.chain, steps=1, noise=a.noise)
+    g = torch.Generator().manual_seed(0)
+    s_noise = median_seconds(lambda: net.draw_noise((1, 1, a.size, a.size), g), a.warmup, max(a.iters, 5))
     x = torch.rand(a.infer_batch, 1, a.size, a.size) * 2 - 1
     tt = torch.full((a.infer_batch,), a.chain, dtype=torch.long)
     net.eval()
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         "params": sum(q.numel() for q in net.unet.parameters()),
         "infer_img_per_s_one_step": round(img_s, 3), "s_per_image_chain": round(a.chain / img_s, 2),
         "chain": a.chain, "train_s_per_iter": round(s_train, 3), "train_batch": a.train_batch,
+        "noise": a.noise, "noise_ms_per_image": round(1000 * s_noise, 2),
     }  # fmt: skip
     print(json.dumps(res))
     return res

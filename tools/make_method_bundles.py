@@ -52,12 +52,14 @@ METHODS: dict[str, dict[str, Any]] = {
             "train#trainer#critic": "@train_critic",
         },
         "metadata": {
-            "version": "0.1.0",
+            "version": "0.2.0",
             "changelog": {
+                "0.2.0": "train_precision ('auto': bfloat16 autocast on a CUDA device that supports it, float32 "
+                "elsewhere; 'bfloat16' also on a CPU with native bfloat16)",
                 "0.1.0": "first release as its own bundle (was variants/healthy_gan.json of autoencoder_anomaly "
                 "0.3.0): BasicUNet generator with healthy = tanh(x + map) (optional AnomalyPro mask and focus loss), "
                 "WGAN-GP critic, identity L1 on known-healthy images, AUCp checkpoint selection on an unannotated "
-                "mixed set, inductive and transductive evaluation; every network wrapped in DDP in multi_gpu_train"
+                "mixed set, inductive and transductive evaluation; every network wrapped in DDP in multi_gpu_train",
             },
             "name": "Healthy-translation GAN anomaly detection",
             "task": "Unsupervised anomaly detection in 2D slices of brain MRI (and slice by slice in volumes)",
@@ -89,13 +91,17 @@ METHODS: dict[str, dict[str, Any]] = {
             "train#trainer#disc_b": "@train_disc_b",
         },
         "metadata": {
-            "version": "0.1.0",
+            "version": "0.2.0",
             "changelog": {
+                "0.2.0": "identity mode computes the identity term from the translations it already has (4 generator "
+                "passes per iteration instead of 6, same gradients); optional perceptual loss from a weight file"
+                " the user gives (perceptual_weights, lambda_perceptual; nothing is downloaded); train_precision"
+                " as the other GAN bundles",
                 "0.1.0": "first release as its own bundle (was variants/cyclegan.json of autoencoder_anomaly "
                 "0.3.0): ResNet generators (reflection padding, 1 channel), PatchGAN discriminators, least-squares "
                 "adversarial, cycle (10) and identity (5) losses, replay buffers saved in the checkpoint; "
                 "cyclegan_mode identity (normal -> normal) or two_domain (abnormal <-> normal); every network "
-                "wrapped in DDP in multi_gpu_train"
+                "wrapped in DDP in multi_gpu_train",
             },
             "name": "CycleGAN anomaly detection",
             "task": "Unsupervised anomaly detection in 2D slices of brain MRI or OCT (and slice by slice in volumes)",
@@ -120,11 +126,13 @@ METHODS: dict[str, dict[str, Any]] = {
             "train#trainer#objective": "@train_objective",
         },
         "metadata": {
-            "version": "0.1.0",
+            "version": "0.2.0",
             "changelog": {
+                "0.2.0": "diffusion#noise: 'simplex' (AnoDDPM's multi-octave simplex noise, in training and at "
+                "inference) beside the default 'gaussian'; train_precision replaces the fixed bf16-on-CUDA rule",
                 "0.1.0": "first release: AnoDDPM-style partial diffusion of the input (Gaussian noise to t0, "
                 "deterministic DDIM back, or the single-step x0 estimate), MONAI DiffusionModelUNet and "
-                "DDPMScheduler, bf16 autocast on GPU; the denoiser wrapped in DDP in multi_gpu_train"
+                "DDPMScheduler, bf16 autocast on GPU; the denoiser wrapped in DDP in multi_gpu_train",
             },
             "name": "AnoDDPM-style diffusion anomaly detection",
             "task": "Unsupervised anomaly detection in 2D slices of brain MRI (and slice by slice in volumes)",
@@ -157,16 +165,19 @@ METHODS: dict[str, dict[str, Any]] = {
                 "steps": 5,
                 "seed": 0,
                 "condition": True,
+                "noise": "gaussian",
                 "coarse": {"model_type": "healthy_gan", "channels": [32, 32, 64, 128, 256, 32], "gan_mask": False},
             }
         },
         "metadata": {
-            "version": "0.1.0",
+            "version": "0.2.0",
             "changelog": {
+                "0.2.0": "diffusion_options#noise ('gaussian' or 'simplex'); train_precision replaces the fixed "
+                "bf16-on-CUDA rule",
                 "0.1.0": "first release: a trained healthy-translation GAN's coarse healthy image, noised to t0 and "
                 "refined by a timestep-conditioned MONAI DiffusionModelUNet (conditioned on the coarse image) with "
                 "deterministic DDIM; generator and refiner in one inference module and one model.pt; bf16 autocast "
-                "on GPU; the denoiser wrapped in DDP in multi_gpu_train"
+                "on GPU; the denoiser wrapped in DDP in multi_gpu_train",
             },
             "name": "Diffusion-refined healthy-translation GAN anomaly detection",
             "task": "Unsupervised anomaly detection in 2D slices of brain MRI (and slice by slice in volumes)",

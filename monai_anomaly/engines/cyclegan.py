@@ -54,6 +54,10 @@ class CycleGANTrainer(MultiNetworkTrainer):
         lambda_identity: identity weight (5, as ``0.5 * lambda_cycle`` in the paper).
         buffer_size: replay-buffer length (50); the buffers are in :meth:`checkpoint_dict`.
         seed: seed of the buffers' random choices.
+        perceptual: optional ``loss(reconstruction, image)`` added to the cycle term, e.g.
+            :class:`~monai_anomaly.losses.perceptual.FilePerceptualLoss` from a weight file the user gives (nothing is
+            downloaded); reported as ``perceptual_loss``.
+        lambda_perceptual: its weight.
         kwargs: the rest of :class:`~monai_anomaly.engines.multi.MultiNetworkTrainer`.
     """
 
@@ -76,6 +80,8 @@ class CycleGANTrainer(MultiNetworkTrainer):
         lambda_identity: float = 5.0,
         buffer_size: int = 50,
         seed: int | None = None,
+        perceptual: torch.nn.Module | None = None,
+        lambda_perceptual: float = 1.0,
         image_key: str = AnomalyKeys.IMAGE,
         train_handlers: Sequence | None = None,
         **kwargs: Any,
@@ -93,6 +99,10 @@ class CycleGANTrainer(MultiNetworkTrainer):
             **kwargs,
         )
         self.mode = mode
+        self.perceptual, self.lambda_perceptual = perceptual, float(lambda_perceptual)
+        if perceptual is not None:
+            self.perceptual.to(self.state.device)
+            self.LOSS_NAMES = (*self.LOSS_NAMES, "perceptual_loss")
         self.lambda_cycle, self.lambda_identity = float(lambda_cycle), float(lambda_identity)
         self.image_key = image_key
         self.buffer_a = ImageReplayBuffer(buffer_size, seed=seed)
@@ -129,9 +139,19 @@ class CycleGANTrainer(MultiNetworkTrainer):
             fake_b, fake_a = g_ab(real_a), g_ba(real_b)
             # the discriminators only pass gradients through here: their bare modules, not a DDP forward
             adv = lsgan_loss(self.bare("disc_b")(fake_b), 1.0) + lsgan_loss(self.bare("disc_a")(fake_a), 1.0)
-            cycle = F.l1_loss(g_ba(fake_b), real_a) + F.l1_loss(g_ab(fake_a), real_b)
-            ident = F.l1_loss(g_ab(real_b), real_b) + F.l1_loss(g_ba(real_a), real_a)
+            rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
+            cycle = F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b)
+            if real_a is real_b:
+                # identity mode: G_ab(real_b) is G_ab(real_a) = fake_b (and G_ba(real_a) = fake_a), the same function
+                # of the same input, so the identity term reuses them: 4 generator passes instead of 6, same gradients
+                same_b, same_a = fake_b, fake_a
+            else:
+                same_b, same_a = g_ab(real_b), g_ba(real_a)
+            ident = F.l1_loss(same_b, real_b) + F.l1_loss(same_a, real_a)
             total = adv + self.lambda_cycle * cycle + self.lambda_identity * ident
+            if self.perceptual is not None:
+                perc = self.perceptual(rec_a.float(), real_a.float()) + self.perceptual(rec_b.float(), real_b.float())
+                total = total + self.lambda_perceptual * perc
         self.step("generators", total.float())
         self.set_requires_grad(d_a, True)
         self.set_requires_grad(d_b, True)
@@ -151,6 +171,7 @@ class CycleGANTrainer(MultiNetworkTrainer):
             "identity_loss": ident.detach(),
             "disc_a_loss": loss_da.detach(),
             "disc_b_loss": loss_db.detach(),
+            **({"perceptual_loss": perc.detach()} if self.perceptual is not None else {}),
         }
 
     def checkpoint_dict(self, **extra: Any) -> dict[str, Any]:

@@ -23,7 +23,8 @@ class DiffusionTrainer(MultiNetworkTrainer):
         objective: a module whose ``forward(x)`` is the training loss on clean images
             (:class:`~monai_anomaly.networks.diffusion.DDPMObjective`, possibly inside ``DistributedDataParallel``).
         optimizer: the UNet's optimizer.
-        amp: run the UNet under bfloat16 autocast on CUDA (``True``), or not.
+        amp: run the UNet under bfloat16 autocast (``True``: on CUDA, and on a CPU with native bfloat16; see
+            :func:`~monai_anomaly.engines.multi.training_amp`), or not.
         kwargs: the rest of :class:`~monai_anomaly.engines.multi.MultiNetworkTrainer` (``train_handlers``...).
 
     Example:
@@ -48,14 +49,13 @@ class DiffusionTrainer(MultiNetworkTrainer):
         train_handlers: Sequence | None = None,
         **kwargs: Any,
     ) -> None:
-        use_amp = bool(amp) and torch.device(device).type == "cuda"
         super().__init__(
             device,
             max_epochs,
             train_data_loader,
             networks={"denoiser": objective},
             optimizers={"denoiser": optimizer},
-            amp={"denoiser": torch.bfloat16} if use_amp else None,
+            amp={"denoiser": torch.bfloat16} if amp else None,
             train_handlers=train_handlers,
             **kwargs,
         )

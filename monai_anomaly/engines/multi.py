@@ -32,7 +32,7 @@ else:
         "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
     )
 
-__all__ = ["MultiNetworkTrainer", "default_prepare_batch", "LinearDecayLR"]
+__all__ = ["MultiNetworkTrainer", "default_prepare_batch", "LinearDecayLR", "cpu_has_native_bf16", "training_amp"]
 
 
 def default_prepare_batch(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> dict:
@@ -40,6 +40,38 @@ def default_prepare_batch(batch: Mapping[str, Any], device: torch.device, non_bl
     return {
         k: (v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
     }
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 convolutions and matrix products natively (AVX512-BF16 or AMX, through
+    oneDNN); without it bfloat16 is emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def training_amp(names: Sequence[str], device: str | torch.device, precision: str = "auto") -> dict[str, torch.dtype]:
+    """The ``amp`` argument of :class:`MultiNetworkTrainer` for a precision setting of a bundle.
+
+    Args:
+        names: the optimizer names to run under autocast.
+        device: the training device.
+        precision: ``"float32"`` (no autocast), ``"bfloat16"`` (bfloat16 autocast on CUDA, and on a CPU with native
+            bfloat16), or ``"auto"``: bfloat16 on a CUDA device that supports it, float32 elsewhere.
+
+    Example:
+        >>> training_amp(["generator"], "cpu", "float32")
+        {}
+    """
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
+    dev = torch.device(device)
+    if precision == "float32":
+        return {}
+    if precision == "auto" and not (dev.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return {}
+    return dict.fromkeys(names, torch.bfloat16)
 
 
 class MultiNetworkTrainer(Trainer):
@@ -53,8 +85,9 @@ class MultiNetworkTrainer(Trainer):
         optimizers: ``{name: optimizer}``; the names are used by :meth:`step` (usually the network's name).
         schedulers: optional ``{name: lr scheduler}``, saved with the checkpoint (step them with MONAI's
             ``LrScheduleHandler`` or in :meth:`train_step`).
-        amp: ``{optimizer name: dtype}`` of the networks to run under autocast on CUDA (``torch.bfloat16``, or
-            ``torch.float16`` with a gradient scaler); ignored with a warning on CPU.
+        amp: ``{optimizer name: dtype}`` of the networks to run under autocast: on CUDA ``torch.bfloat16``, or
+            ``torch.float16`` with a gradient scaler; on a CPU ``torch.bfloat16`` where the CPU computes it natively
+            (otherwise full precision, with a warning). See :func:`training_amp`.
         prepare_batch: ``(batch, device, non_blocking) -> batch`` (default: move tensors to the device).
         epoch_length, non_blocking, iteration_update, postprocessing, key_train_metric, additional_metrics,
         metric_cmp_fn, train_handlers, event_names, event_to_attr, decollate, to_kwargs: as MONAI's ``Trainer``.
@@ -102,12 +135,18 @@ class MultiNetworkTrainer(Trainer):
         if missing:
             raise ValueError(f"optimizers {missing} have no network of the same name (networks: {sorted(networks)})")
         amp = dict(amp or {})
-        if amp and dev.type != "cuda":
-            warnings.warn(f"mixed precision needs a CUDA device; training on {dev} in full precision", stacklevel=2)
-            amp = {}
         for name, dtype in amp.items():
             if dtype not in (torch.bfloat16, torch.float16):
                 raise ValueError(f"amp[{name!r}] must be torch.bfloat16 or torch.float16, got {dtype}")
+        if amp and dev.type != "cuda":
+            kept = {n: d for n, d in amp.items() if d == torch.bfloat16 and cpu_has_native_bf16()}
+            if kept != amp:
+                warnings.warn(
+                    f"mixed precision on {dev} needs bfloat16 and a CPU with native bfloat16 (AVX512-BF16 or AMX); "
+                    f"{sorted(set(amp) - set(kept))} train in full precision",
+                    stacklevel=2,
+                )
+            amp = kept
         super().__init__(
             device=dev,
             max_epochs=max_epochs,

@@ -26,6 +26,8 @@ import torch.nn as nn
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 
+from monai_anomaly.networks.simplex import fractal_simplex_noise
+
 __all__ = [
     "DiffusionReconstruction",
     "RefinedReconstruction",
@@ -44,6 +46,7 @@ DIFFUSION_DEFAULTS = {
     "steps": 5,  # DDIM steps from t0 back to 0 (0: single-step x0 estimate)
     "seed": 0,  # seed of the inference noise
     "condition": True,  # refiner only: the coarse image as an extra input channel of the UNet
+    "noise": "gaussian",  # "gaussian" or "simplex" (AnoDDPM's multi-octave simplex noise, in training and inference)
 }
 
 
@@ -102,20 +105,30 @@ class _Denoiser(nn.Module):
         steps: int = 5,
         seed: int = 0,
         clip: tuple[float, float] | None = (-1.0, 1.0),
+        noise: str = "gaussian",
     ) -> None:
         super().__init__()
         if not 1 <= int(t0) < int(timesteps):
             raise ValueError(f"t0 must be in [1, {timesteps}), got {t0}")
+        if noise not in ("gaussian", "simplex"):
+            raise ValueError(f"noise must be 'gaussian' or 'simplex', got {noise!r}")
+        self.noise = noise
         self.unet = unet
         self.scheduler = DDPMScheduler(num_train_timesteps=int(timesteps), schedule=schedule)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
         self.timesteps, self.t0, self.steps, self.seed = int(timesteps), int(t0), int(steps), int(seed)
         self.clip = clip
 
+    def draw_noise(self, shape: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise of ``shape`` on the CPU: standard Gaussian, or standardised fractal simplex noise (``noise``)."""
+        if self.noise == "simplex":
+            return fractal_simplex_noise(shape, generator)
+        return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
+
     def noise_like(self, x: torch.Tensor) -> torch.Tensor:
-        """Seeded Gaussian noise of ``x``'s shape: drawn on the CPU so every device gets the same numbers."""
+        """Seeded noise of ``x``'s shape: drawn on the CPU so every device gets the same numbers."""
         g = torch.Generator().manual_seed(self.seed)
-        return torch.randn(x.shape, generator=g, dtype=torch.float32).to(x.device, x.dtype)
+        return self.draw_noise(x.shape, g).to(x.device, x.dtype)
 
     def _unet(self, x_t: torch.Tensor, t: int, cond: torch.Tensor | None) -> torch.Tensor:
         inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
@@ -145,7 +158,7 @@ class _Denoiser(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_t, t, noise)`` for one DDPM training step on clean images ``x``."""
         t = torch.randint(0, self.timesteps, (x.shape[0],), generator=generator).to(x.device)
-        noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+        noise = self.draw_noise(x.shape, generator).to(x.device, x.dtype)
         return self.scheduler.add_noise(x, noise, t), t, noise
 
 
@@ -160,6 +173,8 @@ class DiffusionReconstruction(_Denoiser):
         steps: DDIM steps from ``t0`` to 0; 0 for the single-step ``x0`` estimate.
         seed: seed of the inference noise.
         clip: clamp of the ``x0`` estimates (the image range); ``None`` for none.
+        noise: ``"gaussian"`` or ``"simplex"`` (AnoDDPM's multi-octave simplex noise,
+            :func:`~monai_anomaly.networks.simplex.fractal_simplex_noise`), used in training and at inference.
 
     Example:
         >>> net = DiffusionReconstruction(diffusion_unet(channels=(8, 16), num_head_channels=8), t0=100, steps=2)

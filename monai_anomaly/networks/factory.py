@@ -93,7 +93,7 @@ def reconstruction_network(
         )
 
         d = {**DIFFUSION_DEFAULTS, **dict(diffusion or {})}
-        kw = {k: d[k] for k in ("timesteps", "schedule", "t0", "steps", "seed")}
+        kw = {k: d[k] for k in ("timesteps", "schedule", "t0", "steps", "seed", "noise")}
         cond = model_type == "gan_refined" and bool(d["condition"])
         unet = diffusion_unet(spatial_dims, 2 if cond else 1, channels, num_res_blocks=max(1, int(num_res_units)))
         if model_type == "anoddpm":

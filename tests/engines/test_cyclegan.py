@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -75,6 +77,36 @@ def test_identity_mode_trains_all_four_networks_and_reports_named_losses():
         assert any(not torch.equal(a, b) for a, b in zip(before[k], n.parameters())), k
     assert set(t.state.output) == {"loss", "gen_adv_loss", "cycle_loss", "identity_loss", "disc_a_loss", "disc_b_loss"}
     assert len(t.buffer_a) == 4 and len(t.buffer_b) == 4
+
+
+def test_identity_mode_reuses_the_translations_for_the_identity_term_with_the_same_gradients():
+    batch = _batches(1)[0]
+    t = _trainer(1, [batch])
+    g = t.networks["generators"]
+    g_ab, g_ba = g["to_normal"], g["to_a"]
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in (g_ab, g_ba)]
+    # the paper's six generator passes, on a copy, before the step
+    ref = copy.deepcopy(torch.nn.ModuleDict({"ab": g_ab, "ba": g_ba}))
+    x = batch["image"]
+    fb, fa = ref["ab"](x), ref["ba"](x)
+    cycle = torch.nn.functional.l1_loss(ref["ba"](fb), x) + torch.nn.functional.l1_loss(ref["ab"](fa), x)
+    ident = torch.nn.functional.l1_loss(ref["ab"](x), x) + torch.nn.functional.l1_loss(ref["ba"](x), x)
+    adv = lsgan_loss(t.networks["disc_b"](fb), 1.0) + lsgan_loss(t.networks["disc_a"](fa), 1.0)
+    (adv + 10 * cycle + 5 * ident).backward()
+    calls.clear()
+    out = t.train_step(batch)
+    assert len(calls) == 4  # 2 translations + 2 cycles; the identity term reuses the translations
+    torch.testing.assert_close(out["identity_loss"], ident.detach())
+    torch.testing.assert_close(out["cycle_loss"], cycle.detach())
+    # the same loss function of the parameters: the generators' gradients match the six-pass reference
+    # (summation order differs between the two graphs: equal up to float rounding)
+    for ours, theirs in ((g_ab, ref["ab"]), (g_ba, ref["ba"])):
+        got = torch.cat([p.grad.flatten() for p in ours.parameters()])
+        want = torch.cat([q.grad.flatten() for q in theirs.parameters()])
+        assert float((got - want).norm()) <= 1e-4 * float(want.norm())
+    for h in hooks:
+        h.remove()
 
 
 def test_cycle_and_identity_losses_fall_on_normals():

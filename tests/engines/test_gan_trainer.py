@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from ignite.engine import Events
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from monai_anomaly.engines.gan import HealthyGANTrainer, known_healthy_flags
-from monai_anomaly.engines.multi import MultiNetworkTrainer
+from monai_anomaly.engines.multi import MultiNetworkTrainer, cpu_has_native_bf16, training_amp
 from monai_anomaly.networks.gan import HealthyTranslationGenerator, wgan_critic
 
 S = 32
@@ -115,11 +117,42 @@ def test_multi_network_trainer_checks_its_arguments():
     a = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="no network of the same name"):
         MultiNetworkTrainer("cpu", 1, [], {"a": a}, {"b": torch.optim.SGD(a.parameters(), 0.1)})
-    with pytest.warns(UserWarning, match="needs a CUDA device"):
+    with pytest.warns(UserWarning, match="needs bfloat16 and a CPU with native bfloat16"):
         t = MultiNetworkTrainer(
             "cpu", 1, [], {"a": a}, {"a": torch.optim.SGD(a.parameters(), 0.1)}, amp={"a": torch.float16}
         )
     assert t.amp_dtypes == {} and t.scalers == {}
+    with pytest.raises(ValueError, match="bfloat16 or torch.float16"):
+        MultiNetworkTrainer("cpu", 1, [], {"a": a}, {"a": torch.optim.SGD(a.parameters(), 0.1)}, amp={"a": torch.int8})
+
+
+def test_training_precision_setting_and_bfloat16_on_a_cpu():
+    assert training_amp(["g", "d"], "cpu", "auto") == {}  # auto: float32 on a CPU, the precision results used
+    assert training_amp(["g"], "cpu", "float32") == {}
+    assert training_amp(["g", "d"], "cpu", "bfloat16") == {"g": torch.bfloat16, "d": torch.bfloat16}
+    with pytest.raises(ValueError, match="precision"):
+        training_amp(["g"], "cpu", "fp8")
+    torch.manual_seed(0)
+    a = torch.nn.Conv2d(1, 4, 3)
+    ctx = contextlib.nullcontext() if cpu_has_native_bf16() else pytest.warns(UserWarning, match="native bfloat16")
+    with ctx:
+        t = _Square("cpu", 1, [], {"a": a}, {"a": torch.optim.SGD(a.parameters(), 0.1)}, amp={"a": torch.bfloat16})
+    assert t.amp_dtypes == ({"a": torch.bfloat16} if cpu_has_native_bf16() else {})
+    t.state.device = torch.device("cpu")
+    out = t.train_step({"image": torch.rand(2, 1, 8, 8)})
+    assert torch.isfinite(out["a_loss"]) and out["a_loss"].dtype == torch.float32
+    assert a.weight.grad is not None and a.weight.grad.dtype == torch.float32  # weights and grads stay float32
+    assert t.seen_dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+
+
+class _Square(MultiNetworkTrainer):
+    def train_step(self, batch):
+        with self.autocast("a"):
+            y = self.networks["a"](batch["image"])
+        self.seen_dtype = y.dtype
+        loss = y.float().pow(2).mean()
+        self.step("a", loss)
+        return {"a_loss": loss.detach()}
 
 
 def test_training_without_a_mixed_set_is_warned_about(caplog):

@@ -1,0 +1,86 @@
+"""Perceptual loss from a network the user gives: nothing is downloaded.
+
+MONAI's ``PerceptualLoss`` fetches ImageNet / RadImageNet / MedicalNet weights from the internet, which this project
+never does. :class:`FilePerceptualLoss` takes the weights from a file the user names instead: a 1-channel 2D MONAI
+``resnet18`` classifier, e.g. the ``supervised_resnet18`` bundle's ``models/model.pt`` trained on the user's own
+images, read with ``weights_only=True``
+(:func:`~monai_anomaly.metrics.quality.load_feature_network`). The distance is the L1 between channel-normalised
+feature maps of the chosen residual stages (as LPIPS normalises its features), averaged over the stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from monai_anomaly.metrics.quality import load_feature_network
+from monai_anomaly.utils.errors import BadInputError
+
+__all__ = ["FilePerceptualLoss"]
+
+_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+class FilePerceptualLoss(nn.Module):
+    """``forward(x, y)``: feature-space distance of two image batches through a frozen classifier read from a file.
+
+    Args:
+        weights: checkpoint of a 1-channel 2D MONAI ``resnet18`` (``{"model": state_dict}`` or a state dict).
+        layers: the residual stages compared (``layer1`` .. ``layer4``).
+        input_range: the intensity range of the images given to :meth:`forward`; they are mapped linearly onto the
+            classifier's own ``intensity_range`` (read from its checkpoint's settings; ``(0, 1)`` when absent).
+
+    Raises:
+        BadInputError: the file is missing or not such a network, or a layer name is unknown.
+
+    Example:
+        >>> loss = FilePerceptualLoss("runs/supervised_resnet18/models/model.pt", input_range=(-1, 1))  # doctest: +SKIP
+        >>> loss(reconstruction, image).backward()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        weights: str,
+        layers: Sequence[str] = ("layer1", "layer2", "layer3"),
+        input_range: Sequence[float] = (0.0, 1.0),
+    ) -> None:
+        super().__init__()
+        bad = [name for name in layers if name not in _STAGES]
+        if bad or not layers:
+            raise BadInputError(str(weights), f"perceptual layers must be among {list(_STAGES)}, got {list(layers)}")
+        net, settings = load_feature_network(weights, return_settings=True)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.net = net.eval()
+        self.layers = tuple(layers)
+        lo, hi = (float(v) for v in input_range)
+        tlo, thi = (float(v) for v in (settings.get("intensity_range") or (0.0, 1.0)))
+        if hi <= lo:
+            raise BadInputError(str(weights), f"input_range must increase, got {list(input_range)}")
+        self.scale, self.shift = (thi - tlo) / (hi - lo), tlo - lo * (thi - tlo) / (hi - lo)
+
+    def train(self, mode: bool = True) -> FilePerceptualLoss:
+        super().train(mode)
+        self.net.eval()  # frozen: BatchNorm keeps the statistics it was trained with
+        return self
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The chosen stages' feature maps, each normalised to unit length along its channels."""
+        n = self.net
+        h = n.act(n.bn1(n.conv1(x * self.scale + self.shift)))
+        if not n.no_max_pool:
+            h = n.maxpool(h)
+        out = []
+        for name in _STAGES[: max(_STAGES.index(s) for s in self.layers) + 1]:
+            h = getattr(n, name)(h)
+            if name in self.layers:
+                out.append(h / h.norm(dim=1, keepdim=True).clamp_min(1e-6))
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"the perceptual loss takes 1-channel 2D batches (B, 1, H, W), got {tuple(x.shape)}")
+        fx, fy = self.features(x), self.features(y)
+        return torch.stack([(a - b).abs().sum(1).mean() for a, b in zip(fx, fy)]).mean()
