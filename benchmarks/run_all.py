@@ -399,6 +399,20 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None) -> st
         rel = os.path.relpath(plot, path.parent)
         lines += ["## AUROC against training time", "", f"![AUROC against training time]({rel})", ""]
     lines += [
+        "## Measured apart from this run",
+        "",
+        "Each with its own command, machine and date, in [experiments.md](experiments.md):",
+        "",
+        "- Diffusion AUROC against cost (`t0`, DDIM steps, the single-step estimate) on the validation splits of BraTS "
+        "and the brain tumour set, seconds per 155-slice 240 x 240 volume on CPU, Gaussian against simplex noise, and "
+        "the public AnoDDPM code timed beside ours: "
+        "[Part D](experiments.md#part-d-the-diffusion-methods-measured-2026-12-01).",
+        "- GANs: the Brainomaly-style Alzheimer setting (AUCp, inductive and transductive AUROC) for the healthy GAN "
+        "and the two-domain CycleGAN, AUCp against the true AUROC, and the PyTorch-GAN CycleGAN and official "
+        "Brainomaly code timed beside ours: [Part C](experiments.md#part-c-the-gan-methods-measured-2026-12-01).",
+        "- Autoencoder defaults, their ablations on validation splits, site-held-out BraTS and the published "
+        "autoencoder protocol: [Part A](experiments.md#part-a-detection-defaults-of-bundle-v020-measured-2026-12-01).",
+        "",
         "## Reproduce",
         "",
         "```bash",
