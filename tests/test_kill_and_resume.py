@@ -30,13 +30,13 @@ def _tests_conftest():
 
 
 _CONF = _tests_conftest()
-TINY_SETTINGS, make_tiny_sample = _CONF.TINY_SETTINGS, _CONF.make_tiny_sample
+TINY_BY_BUNDLE, make_tiny_sample = _CONF.TINY_BY_BUNDLE, _CONF.make_tiny_sample
 
 
-def _cmd(data: Path, out: Path, max_epochs: int, *extra: str) -> list[str]:
-    opts = []
-    for k, v in TINY_SETTINGS.items():
-        opts += [f"--{k}", json.dumps(v) if isinstance(v, list) else str(v)]
+def _cmd(data: Path, out: Path, max_epochs: int, bundle: str, *extra: str) -> list[str]:
+    opts = ["--bundle", bundle]
+    for k, v in TINY_BY_BUNDLE[bundle].items():
+        opts += [f"--{k}", json.dumps(v) if isinstance(v, (list, dict)) else str(v)]
     return [sys.executable, "-m", "monai_anomaly", "train", str(data), "--output_dir", str(out),
             "--max_epochs", str(max_epochs), "--batch_size", "16", *opts, *extra]  # fmt: skip
 
@@ -48,11 +48,12 @@ def _epochs(models: Path) -> list[int]:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_sigkill_then_resume_loses_at_most_the_current_epoch(tmp_path):
+@pytest.mark.parametrize("bundle", ["autoencoder_anomaly", "cyclegan_anomaly"])  # one network; four, three optimizers
+def test_sigkill_then_resume_loses_at_most_the_current_epoch(tmp_path, bundle):  # and two replay buffers
     data = make_tiny_sample(tmp_path / "data", n_normal=40, n_abnormal=10)
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(_REPO)}
-    proc = subprocess.Popen(_cmd(data, out, 500), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cmd(data, out, 500, bundle), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and (len(_epochs(out / "models")) < 2 or max(_epochs(out / "models")) < 3):
@@ -67,9 +68,9 @@ def test_sigkill_then_resume_loses_at_most_the_current_epoch(tmp_path):
     assert saved, "no checkpoint was saved before the kill"
     last = saved[-1]
     # without --resume (or --overwrite) the killed run is not silently replaced
-    refused = subprocess.run(_cmd(data, out, last + 2), env=env, capture_output=True, text=True)
+    refused = subprocess.run(_cmd(data, out, last + 2, bundle), env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "--resume" in refused.stderr
-    res = subprocess.run(_cmd(data, out, last + 2, "--resume"), env=env, capture_output=True, text=True)
+    res = subprocess.run(_cmd(data, out, last + 2, bundle, "--resume"), env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     both = res.stdout + res.stderr
     m = re.search(r"resuming from \S*checkpoint_epoch=(\d+)\.pt", both)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import torch
 
 from monai_anomaly.cli import AnomalyCLI, sample_data_dir
+from monai_anomaly.utils.cli_errors import root_cause
+from monai_anomaly.utils.errors import BadInputError
 
 BUNDLE = "cyclegan_anomaly"
 TINY = {
@@ -71,10 +74,23 @@ def test_two_domain_cyclegan_trains_on_the_unannotated_mixed_set(tmp_path):
         for i, f in enumerate(files):
             shutil.copy(f, data / sub / f"{sub.replace('/', '_')}{i // 4:03d}__{i % 4:03d}.png")
     out = tmp_path / "run"
-    AnomalyCLI().train(str(data), output_dir=str(out), bundle=BUNDLE, cyclegan_mode="two_domain", max_epochs=1, **TINY)
+    # the optional perceptual loss, from a weight file given here (a 1-channel MONAI resnet18, as the supervised
+    # bundle writes): a missing file stops training with its name, a real one trains
+    from monai.networks.nets import resnet18
+
+    weights = tmp_path / "classifier.pt"
+    torch.save({"model": resnet18(spatial_dims=2, n_input_channels=1, num_classes=2).state_dict()}, weights)
+    with pytest.raises(Exception) as err:
+        AnomalyCLI().train(str(data), output_dir=str(tmp_path / "bad"), bundle=BUNDLE, cyclegan_mode="two_domain",
+                           max_epochs=1, perceptual_weights=str(tmp_path / "absent.pt"), **TINY)  # fmt: skip
+    cause = root_cause(err.value)  # what the command line prints, without a traceback
+    assert isinstance(cause, BadInputError) and "absent.pt: no such checkpoint file" in str(cause)
+    AnomalyCLI().train(str(data), output_dir=str(out), bundle=BUNDLE, cyclegan_mode="two_domain", max_epochs=1,
+                       perceptual_weights=str(weights), **TINY)  # fmt: skip
     ckpt = torch.load(out / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
     # both replay buffers saw images: domain A (the mixed set) is not empty
     assert ckpt["buffer_a"]["images"].shape[0] > 0 and ckpt["buffer_b"]["images"].shape[0] > 0
+    assert not any("perceptual" in k for k in ckpt)  # the user's network is neither trained nor saved
     AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE)
     m = json.loads((out / "eval" / "metrics.json").read_text())
     assert m["slice"]["metrics"]["n_anomalous"] == 12 and m["slice"]["metrics"]["n_normal"] == 12
