@@ -316,7 +316,44 @@ def auroc_vs_time_plot(summary: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None) -> str:
+COST_DIR = Path(__file__).resolve().parent / "results"
+
+
+def cost_tables(cost_dir: Path = COST_DIR) -> list[str]:
+    """Markdown of the diffusion AUROC-against-cost tables kept in ``cost_dir`` (``diffusion_cost_*.json``, written by
+    ``benchmarks/diffusion_cost.py``): validation AUROC and seconds per 240 x 240 x 155 volume per (t0, DDIM steps)."""
+    files = sorted(Path(cost_dir).glob("diffusion_cost_*.json")) if cost_dir else []
+    if not files:
+        return []
+    lines = [
+        "## Diffusion: AUROC against inference cost",
+        "",
+        "Validation split (nothing chosen on a test split), the trained models of "
+        "[experiments.md, Part D](experiments.md#part-d-the-diffusion-methods-measured-2026-12-01); seconds: one "
+        "240 x 240 x 155 volume (155 slices) through `AnomalySliceInferer`, on the CPU threads given; steps 0 = the "
+        "single-step estimate of x0 (one network pass per slice). The bundles' default is `t0` 250 with 5 steps.",
+        "",
+    ]
+    for f in files:
+        d = json.loads(f.read_text())
+        lines += [
+            f"**{d.get('dataset', '?')}, {d.get('method', d.get('model_type', '?'))}** ({d.get('n_val', '?')} "
+            f"validation slices, {d.get('n_val_anomalous', '?')} anomalous; {d.get('machine', '?')}, "
+            f"{d.get('threads', '?')} threads, {d.get('date', '?')}): `{d.get('command', '')}`",
+            "",
+            "| t0 | DDIM steps | network passes / slice | val AUROC (AUPRC) | s / volume |",
+            "|---|---|---|---|---|",
+        ]
+        for r in d.get("rows", []):
+            lines.append(
+                f"| {r['t0']} | {r['steps']} | {r['network_passes_per_slice']} | {_f(r['val_auroc'])} "
+                f"({_f(r['val_auprc'])}) | {_f(r['s_per_volume_240x240x155'], 1)} |"
+            )
+        lines.append("")
+    return lines
+
+
+def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None, cost_dir: Path | None = COST_DIR) -> str:
     """``docs/benchmarks.md``, entirely from ``summary``."""
     m = summary["machine"]
     lines = [
@@ -398,15 +435,14 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None) -> st
     if plot is not None:
         rel = os.path.relpath(plot, path.parent)
         lines += ["## AUROC against training time", "", f"![AUROC against training time]({rel})", ""]
+    lines += cost_tables(cost_dir) if cost_dir else []
     lines += [
         "## Measured apart from this run",
         "",
         "Each with its own command, machine and date, in [experiments.md](experiments.md):",
         "",
-        "- Diffusion AUROC against cost (`t0`, DDIM steps, the single-step estimate) on the validation splits of BraTS "
-        "and the brain tumour set, seconds per 155-slice 240 x 240 volume on CPU, Gaussian against simplex noise, and "
-        "the public AnoDDPM code timed beside ours: "
-        "[Part D](experiments.md#part-d-the-diffusion-methods-measured-2026-12-01).",
+        "- Diffusion: how the cost tables above were chosen from, Gaussian against simplex noise, and the public "
+        "AnoDDPM code timed beside ours: [Part D](experiments.md#part-d-the-diffusion-methods-measured-2026-12-01).",
         "- GANs: the Brainomaly-style Alzheimer setting (AUCp, inductive and transductive AUROC) for the healthy GAN "
         "and the two-domain CycleGAN, AUCp against the true AUROC, and the PyTorch-GAN CycleGAN and official "
         "Brainomaly code timed beside ours: [Part C](experiments.md#part-c-the-gan-methods-measured-2026-12-01).",
