@@ -319,7 +319,7 @@ def auroc_vs_time_plot(summary: dict[str, Any], path: Path) -> Path | None:
 COST_DIR = Path(__file__).resolve().parent / "results"
 
 
-def cost_tables(cost_dir: Path = COST_DIR) -> list[str]:
+def cost_tables(cost_dir: Path | None = COST_DIR) -> list[str]:
     """Markdown of the diffusion AUROC-against-cost tables kept in ``cost_dir`` (``diffusion_cost_*.json``, written by
     ``benchmarks/diffusion_cost.py``): validation AUROC and seconds per 240 x 240 x 155 volume per (t0, DDIM steps)."""
     files = sorted(Path(cost_dir).glob("diffusion_cost_*.json")) if cost_dir else []
@@ -435,7 +435,7 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None, cost_
     if plot is not None:
         rel = os.path.relpath(plot, path.parent)
         lines += ["## AUROC against training time", "", f"![AUROC against training time]({rel})", ""]
-    lines += cost_tables(cost_dir) if cost_dir else []
+    lines += cost_tables(cost_dir)
     lines += [
         "## Measured apart from this run",
         "",

@@ -26,6 +26,7 @@ import torch
 from monai.bundle import ConfigParser
 from sklearn.metrics import roc_auc_score
 
+from monai_anomaly.cli import _coerce_override
 from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
 from monai_anomaly.scoring.slice_scores import SLICE_SCORE_METHODS, slice_scores
 
@@ -52,7 +53,7 @@ def main() -> None:
     )
     for kv in args.set:
         k, v = kv.split("=", 1)
-        parser[k] = {"true": True, "false": False}.get(v.lower(), v)
+        parser[k] = _coerce_override(v)
     net = parser.get_parsed_content("network")
     state = torch.load(Path(args.run) / "models" / "model.pt", map_location="cpu", weights_only=True)["model"]
     net.load_state_dict(state)
