@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging as _logging
 import warnings as _warnings
 
-__version__ = "0.1.0"
+from monai_anomaly.utils.version import __version__  # noqa: E402
 
 # MONAI registers an optional GPU DICOM decoder on every LoadImage and says, several times per run, that it is not
 # installed; nothing a user can act on (the pydicom / SimpleITK readers are used), so those notices are muted.

@@ -92,6 +92,100 @@ def _coerce_override(value: Any) -> Any:
     return value
 
 
+def _config_defaults(bundle: str | os.PathLike, configs: list[str]) -> dict[str, Any]:
+    """The top-level ids of the bundle's config files (merged in order) with their values."""
+
+    root = find_bundle(bundle)
+    merged: dict[str, Any] = {}
+    for c in configs:
+        f = Path(c) if Path(c).is_file() else root / "configs" / c
+        merged.update(_read_config(f))
+    return merged
+
+
+def _read_config(f: Path) -> dict[str, Any]:
+    """A config file's content; a missing, broken or non-object JSON file is refused naming the file."""
+    import json
+
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: config file not found")
+    try:
+        if f.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(f.read_text(encoding="utf-8"))
+        else:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"{f}: not a valid config file ({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # noqa: BLE001 - yaml's errors
+        raise UsageError(f"{f}: not a valid config file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{f}: a config file must hold a JSON object of ids and values, not a {type(doc).__name__}")
+    return doc
+
+
+# ids the CLI passes itself, and run-time options every bundle reads
+_CLI_IDS = {"dataset_dir", "output_dir", "input_path", "ckpt_path", "resume", "overwrite", "skip_bad", "eval_dir"}
+
+
+def _check_options(defaults: dict[str, Any], override: dict[str, Any], command: str) -> dict[str, Any]:
+    """Refuse options the bundle does not know (with "did you mean"), and convert each value to the type of the
+    config's default: booleans from true/false words, integers and floats from their text; a value of the wrong
+    type (``--max_epochs abc``, ``--image_size [64,64]``) or a ``$`` expression that does not compile is refused
+    naming the option."""
+    import difflib
+
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    out: dict[str, Any] = {}
+    for k, v in override.items():
+        if k not in defaults and k not in _CLI_IDS:
+            near = difflib.get_close_matches(k, [d for d in defaults if not d.startswith("_")], n=1, cutoff=0.6)
+            hint = f"; did you mean --{near[0]}?" if near else f"; `{command} --help` lists the options"
+            raise UsageError(f"--{k}: not an option of this bundle{hint}")
+        if isinstance(v, str) and v.startswith("$"):
+            try:
+                compile(v[1:], f"--{k}", "eval")
+            except SyntaxError as e:
+                raise UsageError(f"--{k} {v!r}: not a valid Python expression ({e.msg})") from None
+            out[k] = v
+            continue
+        d = defaults.get(k)
+        out[k] = _as_type_of(d, v, k)
+    return out
+
+
+def _as_type_of(default: Any, value: Any, name: str) -> Any:
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    if isinstance(default, str) and default[:1] in "$@%" or default is None:
+        return _coerce_override(value)
+    if isinstance(default, bool):
+        return _flag(value, name)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise UsageError(f"--{name} takes a whole number, not {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise UsageError(f"--{name} takes a whole number, not {value!r}") from None
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise UsageError(f"--{name} takes a number, not {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise UsageError(f"--{name} takes a number, not {value!r}") from None
+    if isinstance(default, (list, tuple)) and not isinstance(value, (list, tuple)):
+        raise UsageError(f"--{name} takes a list such as [{', '.join(map(str, default))}], not {value!r}")
+    if isinstance(default, dict) and not isinstance(value, dict):
+        raise UsageError(f"--{name} takes a dict such as {default!r}, not {value!r}")
+    return _coerce_override(value)
+
+
 def run_bundle(bundle: str | os.PathLike, configs: list[str], **override: Any) -> None:
     """Run ``python -m monai.bundle run`` on ``bundle`` with ``configs`` merged in order and ``override`` applied.
 
@@ -122,8 +216,6 @@ def run_bundle(bundle: str | os.PathLike, configs: list[str], **override: Any) -
         )
 
 
-_REPORT_FILES = ("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt", "metrics.json")
-_RUN_DIRS = ("models", "logs", "eval")
 # settings saved in model.pt that decide how a model preprocesses and scores (config id -> settings key)
 _SETTING_IDS = {
     "image_size": "image_size",
@@ -150,59 +242,45 @@ _SETTING_IDS = {
 }
 
 
-def _non_empty(p: Path) -> bool:
-    return p.is_dir() and any(p.iterdir())
-
-
-def _refuse_inside_input(out: Path, inputs: str | os.PathLike) -> None:
-    """An output folder inside the input folder would be read back as input by the next run."""
+def _refuse_inside_input(out: Path, inputs: str | os.PathLike, what: str = "output") -> None:
+    """An output folder inside the input folder would be read back as input by the next run (and would write into
+    the user's data set)."""
     inp = Path(inputs).expanduser().resolve()
     folder = inp if inp.is_dir() else None  # a manifest lists its files: outputs beside it are never read back
     if folder is not None and (out == folder or folder in out.parents):
         from monai_anomaly.utils.cli_errors import UsageError
 
         raise UsageError(
-            f"{out}: the output folder is inside the input folder {folder}; a later run would read its maps and "
-            "plots as input. Choose an --output_dir outside it."
+            f"{out}: the {what} folder is inside the input folder {folder}; a later run would read its maps and "
+            "plots as input, and the data set would be changed. Choose a folder outside it."
         )
 
 
-def _fresh_output(out: Path, overwrite: bool, what: str) -> bool:
-    """Make ``out`` ready for a new ``what`` before any work: refuse a non-empty folder unless ``overwrite``, and then
-    delete the earlier result whole (only a folder that holds a monai_anomaly report, never other files). Returns
-    whether this run created the folder (so a failure can remove it)."""
+def _flag(value: Any, name: str) -> bool:
+    """A boolean option: ``True`` / ``False``, or the words true/false, yes/no, on/off, 1/0 in any case; anything
+    else is refused (``--skip_bad no`` must not mean yes).
+
+    Example:
+        >>> _flag("false", "overwrite"), _flag("YES", "overwrite"), _flag(True, "overwrite")
+        (False, True, True)
+    """
     from monai_anomaly.utils.cli_errors import UsageError
 
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder; choose another --output_dir.")
-    if _non_empty(out):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out}: not empty (an earlier {what}?); pass --overwrite to replace it, or choose another "
-                "--output_dir."
-            )
-        if not any((out / f).is_file() for f in _REPORT_FILES):
-            raise UsageError(
-                f"{out}: holds files that are not a monai_anomaly {what}; --overwrite only replaces an earlier "
-                "result. Choose an empty or new --output_dir."
-            )
-        shutil.rmtree(out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    return created
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise UsageError(f"--{name} takes true or false (or yes/no, 1/0), not {value!r}.")
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
 
 
 def _has_checkpoint(models: Path) -> bool:
     return models.is_dir() and any(models.glob("*.pt"))
-
-
-def _clean_failed_train(out: Path, created: set[Path]) -> None:
-    """After a failed ``train``: a run that saved no checkpoint leaves no model/log folders behind."""
-    if _has_checkpoint(out / "models"):
-        return  # an interrupted run can be continued with --resume
-    for d in [*(out / n for n in _RUN_DIRS), out]:
-        if d in created and d.is_dir():
-            shutil.rmtree(d, ignore_errors=True)
 
 
 def _checkpoint_settings(ckpt: Path) -> dict[str, Any]:
@@ -300,33 +378,30 @@ class AnomalyCLI:
             override: other config ids, e.g. ``--max_epochs 20 --image_size 64 --model_type vae``.
         """
         from monai_anomaly.utils.cli_errors import UsageError
+        from monai_anomaly.utils.outputs import TRAIN, claim_output
 
+        resume, overwrite = _flag(resume, "resume"), _flag(overwrite, "overwrite")
         if resume and overwrite:
             raise UsageError("--resume continues an earlier run and --overwrite deletes it: give one of them.")
+        configs = ["train.json", *_extra_configs(config)]
+        override = _check_options(_config_defaults(bundle, configs), override, "train")
         out = Path(output_dir).expanduser().resolve()
         _refuse_inside_input(out, dataset_dir)
-        earlier = [out / n for n in _RUN_DIRS if _non_empty(out / n)]
-        if earlier and not resume:
-            if not overwrite:
-                raise FileExistsError(
-                    f"{out}: holds an earlier run ({', '.join(p.name for p in earlier)}); pass --resume to continue "
-                    "it, --overwrite to replace it, or choose another --output_dir."
-                )
-            for p in earlier:
-                shutil.rmtree(p)  # a later --resume must not continue the replaced run
-        created = {p for p in [out, *(out / n for n in _RUN_DIRS)] if not p.exists()}
-        try:
-            run_bundle(
-                bundle,
-                ["train.json", *_extra_configs(config)],
-                dataset_dir=str(dataset_dir),
-                output_dir=str(out),
-                resume=resume,
-                **override,
+        if not resume and _has_checkpoint(out / "models") and not overwrite:
+            raise FileExistsError(
+                f"{out}: holds an earlier run (models/); pass --resume to continue it, --overwrite to replace it, "
+                "or choose another --output_dir."
             )
+        claim = claim_output(out, TRAIN, overwrite=overwrite, keep=resume)
+        try:
+            run_bundle(bundle, configs, dataset_dir=str(dataset_dir), output_dir=str(out), resume=resume, **override)
         except BaseException:
-            _clean_failed_train(out, created)
+            if _has_checkpoint(out / "models") and not claim.nested:
+                claim.finish(complete=False)  # an interrupted run can be continued with --resume
+            else:
+                claim.fail()
             raise
+        claim.finish()
         return str(out / "models" / "model.pt")
 
     def evaluate(
@@ -357,6 +432,11 @@ class AnomalyCLI:
         Score, on the features of a 1-channel 2-class MONAI resnet18 checkpoint, e.g. a trained
         ``supervised_resnet18`` bundle's ``models/model.pt``; nothing is downloaded. See docs/evaluation.md.
         """
+        from monai_anomaly.utils.outputs import EVALUATE, claim_output
+
+        overwrite = _flag(overwrite, "overwrite")
+        configs = ["train.json", "evaluate.json", *_extra_configs(config)]
+        override = _check_options(_config_defaults(bundle, configs), override, "evaluate")
         out = Path(output_dir).expanduser().resolve()
         ckpt = out / "models" / "model.pt"
         if not ckpt.is_file():
@@ -366,22 +446,17 @@ class AnomalyCLI:
         _check_overrides(settings, override, ckpt)
         stored = {cid: settings[key] for cid, key in _SETTING_IDS.items() if key in settings}
         eval_dir = Path(str(override["eval_dir"])).expanduser().resolve() if "eval_dir" in override else out / "eval"
-        if "eval_dir" in override:
-            override["eval_dir"] = str(eval_dir)
-        created = _fresh_output(eval_dir, overwrite, "evaluation report")
-        try:
+        _refuse_inside_input(eval_dir, dataset_dir, "report")
+        override["eval_dir"] = str(eval_dir)
+        with claim_output(eval_dir, EVALUATE, overwrite=overwrite):
             run_bundle(
                 bundle,
-                ["train.json", "evaluate.json", *_extra_configs(config)],
+                configs,
                 dataset_dir=str(dataset_dir),
                 output_dir=str(out),
-                overwrite=True,  # the folder was checked (and emptied) above
+                overwrite=True,  # the folder was claimed (and our earlier files removed) above
                 **{**stored, **override},
             )
-        except BaseException:
-            if created:
-                shutil.rmtree(eval_dir, ignore_errors=True)
-            raise
         return str(eval_dir)
 
     def infer(
@@ -408,6 +483,10 @@ class AnomalyCLI:
             overwrite: replace an earlier result in ``output_dir`` whole.
             skip_bad: skip unreadable files (named in a warning and in the report) instead of stopping.
         """
+        from monai_anomaly.utils.outputs import INFER, claim_output
+
+        overwrite, skip_bad = _flag(overwrite, "overwrite"), _flag(skip_bad, "skip_bad")
+        override = _check_options(_config_defaults(bundle, ["inference.json"]), override, "infer")
         out = Path(output_dir).expanduser().resolve()
         if not Path(input).expanduser().exists():
             raise FileNotFoundError(f"{Path(input).expanduser().resolve()}: no such file or folder.")
@@ -416,22 +495,17 @@ class AnomalyCLI:
             raise FileNotFoundError(f"{model}: no trained model; pass --ckpt <train output_dir>/models/model.pt.")
         _check_overrides(_checkpoint_settings(model), override, model)  # also fails on an unreadable checkpoint
         _refuse_inside_input(out, input)
-        created = _fresh_output(out, overwrite, "inference result")
-        try:
+        with claim_output(out, INFER, overwrite=overwrite):
             run_bundle(
                 bundle,
                 ["inference.json"],
                 input_path=str(input),
                 output_dir=str(out),
                 ckpt_path=str(model),
-                overwrite=True,  # the folder was checked (and emptied) above
-                skip_bad=bool(skip_bad),
+                overwrite=True,  # the folder was claimed (and our earlier files removed) above
+                skip_bad=skip_bad,
                 **override,
             )
-        except BaseException:
-            if created:
-                shutil.rmtree(out, ignore_errors=True)
-            raise
         return str(out)
 
     def demo(
@@ -453,28 +527,25 @@ class AnomalyCLI:
         (e.g. ``healthy_gan_anomaly``; ``python -m monai_anomaly bundles`` lists them) chooses the method, and
         options such as ``--max_epochs`` or ``--image_size`` are passed to the bundle.
         """
-        from monai_anomaly.utils.cli_errors import UsageError
+        from monai_anomaly.utils.outputs import DEMO, claim_output
 
+        overwrite = _flag(overwrite, "overwrite")
         out = Path(output_dir).expanduser().resolve()
-        if _non_empty(out):
-            if not overwrite:
-                raise FileExistsError(f"{out}: not empty; pass --overwrite to replace an earlier demo.")
-            if not ((out / "models").is_dir() or (out / "eval").is_dir()):
-                raise UsageError(f"{out}: not an earlier demo's folder; choose an empty or new --output_dir.")
-            shutil.rmtree(out)
         # about 60 training slices: small batches and 100 epochs give the network ~400 steps in under a minute
         settings = {"max_epochs": 100, "image_size": 64, "batch_size": 16, "val_interval": 20, **override}
+        _check_options(_config_defaults(bundle, ["train.json", *_extra_configs(config)]), settings, "demo")
         t0 = time.time()
         vol_dir = sample_data_dir() / "volumes"
         manifest = str(vol_dir / "manifest.csv")
-        self.train(manifest, str(out), bundle=bundle, config=config, **settings)
-        eval_settings = {k: v for k, v in settings.items() if k != "val_interval"}
-        report = self.evaluate(manifest, str(out), bundle=bundle, config=config, **eval_settings)
-        scans = out / "scans"
-        scans.mkdir(parents=True, exist_ok=True)
-        for name in ("IXI015-HH-1258_T1.nii.gz", "IXI015-HH-1258_T1_SYNTHETIC_LESION.nii.gz"):
-            shutil.copyfile(vol_dir / name, scans / name)
-        infer_dir = self.infer(str(scans), str(out / "infer"), ckpt=str(out / "models" / "model.pt"), bundle=bundle)
+        with claim_output(out, DEMO, overwrite=overwrite):
+            self.train(manifest, str(out), bundle=bundle, config=config, **settings)
+            eval_settings = {k: v for k, v in settings.items() if k != "val_interval"}
+            report = self.evaluate(manifest, str(out), bundle=bundle, config=config, **eval_settings)
+            scans = out / "scans"
+            scans.mkdir(parents=True, exist_ok=True)
+            for name in ("IXI015-HH-1258_T1.nii.gz", "IXI015-HH-1258_T1_SYNTHETIC_LESION.nii.gz"):
+                shutil.copyfile(vol_dir / name, scans / name)
+            infer_dir = self.infer(str(scans), str(out / "infer"), ckpt=str(out / "models" / "model.pt"), bundle=bundle)
         print(_demo_summary(Path(report), Path(infer_dir), time.time() - t0))
         return report
 
@@ -526,9 +597,46 @@ class AnomalyCLI:
             val_fraction, test_fraction, seed: the split to check (the bundle's train.json defaults).
             warn_auroc: shortcut AUROC at or above which the report warns.
         """
-        from monai_anomaly.data.audit import audit_dataset, check_output_dir, write_audit_report
+        from monai_anomaly.utils.outputs import AUDIT, claim_output
 
-        check_output_dir(output_dir, overwrite)  # fail before reading thousands of files
+        overwrite, skip_bad = _flag(overwrite, "overwrite"), _flag(skip_bad, "skip_bad")
+        _refuse_inside_input(Path(output_dir).expanduser().resolve(), dataset_dir, "audit report")
+        claim = claim_output(output_dir, AUDIT, overwrite=overwrite)  # fail before reading thousands of files
+        with claim:
+            self._audit(
+                claim.path,
+                dataset_dir,
+                layout,
+                skip_bad,
+                default_label,
+                hash_method,
+                hash_size,
+                hash_threshold,
+                min_correlation,
+                val_fraction,
+                test_fraction,
+                seed,
+                warn_auroc,
+            )
+
+    @staticmethod
+    def _audit(
+        output_dir,
+        dataset_dir,
+        layout,
+        skip_bad,
+        default_label,
+        hash_method,
+        hash_size,
+        hash_threshold,
+        min_correlation,
+        val_fraction,
+        test_fraction,
+        seed,
+        warn_auroc,
+    ) -> None:
+        from monai_anomaly.data.audit import audit_dataset, write_audit_report
+
         result = audit_dataset(
             dataset_dir,
             layout=layout,
@@ -543,9 +651,25 @@ class AnomalyCLI:
             seed=seed,
             warn_auroc=warn_auroc,
         )
-        out = write_audit_report(result, output_dir, overwrite=overwrite)
+        out = write_audit_report(result, output_dir, overwrite=True)  # the folder was claimed by audit()
         print("\n".join(f"- {s}" for s in result.findings))
         print(f"audit report written to {out} (start with {out / 'audit_report.txt'})")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``except BaseException`` clean-up runs."""
+
+
+def _terminate_like_interrupt() -> None:
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise _Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. the CLI called from a test's worker thread)
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -558,8 +682,12 @@ def main(argv: list[str] | None = None) -> None:
     debug, args = debug_requested(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     previous = None if debug else quiet_tracebacks()
+    _terminate_like_interrupt()
     try:
         fire.Fire(AnomalyCLI(), command=args, name="monai_anomaly")
+    except _Terminated:
+        print("monai_anomaly: terminated (SIGTERM); the output folder was cleaned up", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("monai_anomaly: interrupted", file=sys.stderr)
         sys.exit(130)

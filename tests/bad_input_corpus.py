@@ -177,6 +177,9 @@ def write_corpus(root: Path, ckpt: Path) -> list[Case]:
     earlier = out("existing_output")
     earlier.mkdir(parents=True)
     (earlier / "scores.json").write_text("{}")
+    (earlier / ".monai_anomaly").write_text(
+        json.dumps({"tool": "monai_anomaly", "command": "infer", "complete": True, "files": ["scores.json"]})
+    )
     c = infer("existing_output", d / "slice.png", names="existing_output", phrase="--overwrite", check="kept")
     c.absent = []
     cases.append(c)

@@ -1107,7 +1107,8 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> 
     out = Path(output_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    ours = (".monai_anomaly", ".monai_anomaly.lock")  # the marker and lock of utils.outputs
+    if out.is_dir() and any(p.name not in ours for p in out.iterdir()) and not overwrite:
         raise FileExistsError(
             f"{out}: already exists and is not empty; pass overwrite=True (--overwrite) or choose another output_dir"
         )

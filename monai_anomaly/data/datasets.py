@@ -28,9 +28,9 @@ from monai.data.utils import pickle_hashing
 from monai.transforms import Compose, Randomizable, Transform, reset_ops_id
 from torch.utils.data import Dataset
 
-from monai_anomaly import __version__
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError, SkipLog
+from monai_anomaly.utils.version import __version__
 
 __all__ = ["SliceDataset", "SkipBadDataset", "transform_fingerprint"]
 
@@ -59,7 +59,8 @@ class SkipBadDataset(torch.utils.data.IterableDataset):
     ``skip_log``) when the user asked to skip, else its :class:`BadInputError` (naming the file) is raised.
 
     An iterable dataset, so that a skipped scan is simply not yielded (a map-style dataset would have to return
-    something). ``len()`` is the number of items given, an upper bound; use it with ``num_workers=0``.
+    something). It has no ``len()``: an engine told a length would restart the iterator to make up for skipped items
+    and score good scans twice; use it with ``num_workers=0``.
 
     Args:
         data: datalist items.
@@ -78,9 +79,6 @@ class SkipBadDataset(torch.utils.data.IterableDataset):
         self.data = list(data)
         self.transform = transform
         self.skip_log = skip_log if skip_log is not None else SkipLog(False)
-
-    def __len__(self) -> int:
-        return len(self.data)
 
     def __iter__(self):
         from monai.transforms import apply_transform
@@ -384,6 +382,25 @@ def _describe_config(obj: Any, depth: int = 0, seen: frozenset = frozenset()) ->
     return {"class": _qualname(obj), "state": sub({k: v for k, v in vars(obj).items() if k not in _RUN_STATE})}
 
 
+def _files_state(item: Mapping) -> str:
+    """What makes the files an item names different: each existing file's size and modification time (every file of
+    a DICOM series folder), so a cache entry is never reused after a file was replaced under the same name."""
+    state = []
+    for k in sorted(map(str, item)):
+        v = item[k]
+        if not isinstance(v, (str, PurePath)) or not str(v) or len(str(v)) > 4096:
+            continue
+        p = Path(v)
+        try:
+            files = sorted(p.iterdir()) if p.is_dir() else [p] if p.is_file() else []
+            for f in files:
+                st = f.stat()
+                state.append(f"{k}:{f.name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            continue
+    return "|".join(state)
+
+
 def transform_fingerprint(transform: Any) -> str:
     """A digest of a transform's configuration (and of the package and MONAI versions), stable across runs.
 
@@ -414,9 +431,9 @@ class SliceDataset(Dataset):
     The disk cache holds one ``<key>.npz`` file per item: its tensors and arrays, and a JSON tree of the rest (plain
     values, tuples, dicts, MetaTensor metadata and applied operations). It is read with ``allow_pickle=False`` and
     never unpickles anything, so a file planted in ``cache_dir`` cannot run code: a file that does not decode as a
-    cache file of its item is ignored with a warning, recomputed and replaced. The key is a digest of the item and of
-    :func:`transform_fingerprint` of ``volume_transform`` (its classes, parameters and functions' code), so a changed
-    transform writes new files. An item whose slices hold values of other types (arbitrary Python objects) is not
+    cache file of its item is ignored with a warning, recomputed and replaced. The key is a digest of the item, of the
+    size and modification time of the files it names, and of :func:`transform_fingerprint` of ``volume_transform``
+    (its classes, parameters and functions' code), so a replaced file or a changed transform writes new files. An item whose slices hold values of other types (arbitrary Python objects) is not
     stored on disk and is recomputed each run (one warning).
 
     Args:
@@ -495,7 +512,7 @@ class SliceDataset(Dataset):
         not_stored: list[str] = []
 
         def one(i: int):
-            key = _digest(pickle_hashing(self.items[i]) + fingerprint.encode())
+            key = _digest(pickle_hashing(self.items[i]) + fingerprint.encode() + _files_state(self.items[i]).encode())
             path = cache_dir / f"{key}.npz"
             if path.is_file():
                 try:

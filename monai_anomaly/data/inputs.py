@@ -16,6 +16,7 @@ __all__ = [
     "scan_id",
     "file_passes_checks",
     "find_scans",
+    "unique_scan_ids",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -81,18 +82,75 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
     ``path`` may be one image/volume file, a DICOM series folder (``*.dcm`` files), a folder holding any of these
     (searched recursively; a folder of ``.dcm`` files counts as one series), or a list of such paths.
 
+    Volume ids are unique within the list (:func:`unique_scan_ids`): a scan's id is its file name without the
+    extension; scans that would share one (``sub-01/anat/T1w.nii.gz`` and ``sub-02/anat/T1w.nii.gz`` in a BIDS
+    folder, ``case.png`` beside ``case.jpg``) get their path relative to the input folder instead, ``/`` written as
+    ``__``, and the extension where that is still not unique (``sub-01__anat__T1w``, ``case_png``, ``case_jpg``).
+
     Raises:
-        BadInputError: a missing path, a file of an unsupported type (unless ``skip_bad``), or nothing to score.
+        BadInputError: a missing path, a file of an unsupported type (unless ``skip_bad``), an unreadable folder
+            (unless ``skip_bad``), or nothing to score.
 
     Example:
         >>> find_scans("scans/")  # doctest: +SKIP
         [{'image': 'scans/case1.nii.gz', 'volume_id': 'case1', 'label': -1}, ...]
     """
     log = skip_log if skip_log is not None else SkipLog(skip_bad)
-    if isinstance(path, (list, tuple)):
-        items = [it for p in path for it in find_scans(p, skip_bad=skip_bad, skip_log=log)]
-        return items
-    p = Path(path).expanduser()
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    found: list[Path] = []
+    roots: list[Path] = []
+    for one in paths:
+        p = Path(one).expanduser()
+        kept = [f for f in _find(p, log) if file_passes_checks(f, log)]
+        if not kept:
+            what = "no readable" if len(log) else "no"
+            raise BadInputError(p, f"{what} PNG, JPEG, NIfTI or DICOM scans found")
+        found += kept
+        roots += [p if p.is_dir() and not is_dicom_dir(p) else p.parent] * len(kept)
+    seen: set[str] = set()
+    unique = []
+    for f, r in zip(found, roots):  # the same file given twice (a list naming a folder and a file in it) once
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append((f, r))
+    ids = unique_scan_ids([f for f, _ in unique], [r for _, r in unique])
+    return [
+        {AnomalyKeys.IMAGE: str(f), AnomalyKeys.VOLUME_ID: vid, AnomalyKeys.LABEL: -1}
+        for (f, _), vid in zip(unique, ids)
+    ]
+
+
+def unique_scan_ids(files: list[Path], roots: list[Path]) -> list[str]:
+    """One id per scan, unique within the run (see :func:`find_scans`); names that are not valid UTF-8 are
+    escaped (:func:`~monai_anomaly.utils.text.safe_text`)."""
+    from collections import Counter
+
+    from monai_anomaly.utils.text import safe_text
+
+    ids = [safe_text(scan_id(f)) for f in files]
+    clash = Counter(ids)
+    for i, f in enumerate(files):
+        if clash[ids[i]] > 1:
+            try:
+                rel = Path(f).relative_to(roots[i])
+            except ValueError:
+                rel = Path(f)
+            ids[i] = safe_text("__".join([*rel.parent.parts, scan_id(rel)]).lstrip("_/")) or ids[i]
+    clash = Counter(ids)
+    for i, f in enumerate(files):
+        if clash[ids[i]] > 1:
+            ext = file_suffix(Path(f)).lstrip(".").replace(".", "_")
+            ids[i] = f"{ids[i]}_{ext}" if ext else ids[i]
+    counts: Counter = Counter()
+    final = []
+    for vid in ids:
+        counts[vid] += 1
+        final.append(vid if counts[vid] == 1 else f"{vid}~{counts[vid]}")
+    return final
+
+
+def _find(p: Path, log: SkipLog) -> list[Path]:
     if not p.exists():
         raise BadInputError(p, "no such file or folder")
     found: list[Path] = []
@@ -101,25 +159,40 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
             found.append(p)
         else:
             log.handle(BadInputError(p, f"unsupported file type (expected one of {IMAGE_SUFFIXES + VOLUME_SUFFIXES})"))
-    elif is_dicom_dir(p):
-        found.append(p)
-    else:
-        for root, dirs, files in os.walk(p):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            rootp = Path(root)
-            if is_dicom_dir(rootp):
-                found.append(rootp)  # a DICOM series folder
+        return found
+    if is_dicom_dir(p):
+        _series_extras(p, log)
+        return [p]
+
+    def unreadable(err: OSError) -> None:
+        log.handle(BadInputError(err.filename or p, f"folder cannot be read ({err.strerror or err})"))
+
+    for root, dirs, files in os.walk(p, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rootp = Path(root)
+        if is_dicom_dir(rootp):
+            found.append(rootp)  # a DICOM series folder
+            _series_extras(rootp, log)
+            continue
+        for f in sorted(files):
+            fp = rootp / f
+            if f.startswith("."):
                 continue
-            for f in sorted(files):
-                fp = rootp / f
-                if f.startswith("."):
-                    continue
-                if file_suffix(fp) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
-                    found.append(fp)
-                elif file_suffix(fp) not in (".csv", ".json", ".md", ".txt"):
-                    log.handle(BadInputError(fp, "unsupported file type, not an image or volume"))
-    found = [f for f in found if file_passes_checks(f, log)]
-    if not found:
-        what = "no readable" if len(log) else "no"
-        raise BadInputError(p, f"{what} PNG, JPEG, NIfTI or DICOM scans found")
-    return [{AnomalyKeys.IMAGE: str(f), AnomalyKeys.VOLUME_ID: scan_id(f), AnomalyKeys.LABEL: -1} for f in found]
+            if file_suffix(fp) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
+                found.append(fp)
+            elif file_suffix(fp) not in (".csv", ".json", ".md", ".txt"):
+                log.handle(BadInputError(fp, "unsupported file type, not an image or volume"))
+    return found
+
+
+def _series_extras(folder: Path, log: SkipLog) -> None:
+    """A DICOM series folder is read as one scan: other scans in it (a PNG, a NIfTI) would be dropped silently, so
+    each is reported (an error, or a skip listed in the report)."""
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith(".") and not _is_dicom(f):
+            if file_suffix(f) in IMAGE_SUFFIXES + VOLUME_SUFFIXES:
+                log.handle(
+                    BadInputError(
+                        f, "is inside a DICOM series folder, which is read as one scan; move it out to score it"
+                    )
+                )

@@ -20,6 +20,7 @@ from monai_anomaly.reports.writer import write_report
 from monai_anomaly.transforms.spatial import restore_geometry
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import SkipLog
+from monai_anomaly.utils.text import safe_file_stem, safe_text
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -134,8 +135,8 @@ class InferenceResultWriter:
     def add(self, item: Mapping[str, Any]) -> None:
         """Record one scan's output (also usable without Ignite)."""
         meta = _meta(item, self.image_key)
-        path = str(meta.get("filename_or_obj", item.get(AnomalyKeys.PATH, "")))
-        volume_id = str(item.get(AnomalyKeys.VOLUME_ID) or Path(path).name or f"scan{len(self.results)}")
+        path = safe_text(str(meta.get("filename_or_obj", item.get(AnomalyKeys.PATH, ""))))
+        volume_id = safe_text(str(item.get(AnomalyKeys.VOLUME_ID) or Path(path).name or f"scan{len(self.results)}"))
         result = dict(item.get(self.result_key) or {})
         slice_scores = result.get("slice_scores", [])
         label = item.get(AnomalyKeys.LABEL, -1)
@@ -162,13 +163,13 @@ class InferenceResultWriter:
                 meta = {**meta, "affine": amap.affine}
             amap = amap.detach().cpu().float() if isinstance(amap, torch.Tensor) else torch.as_tensor(amap)
             maps_dir = self.output_dir / "maps"
-            nii = maps_dir / f"{volume_id}_anomaly_map.nii.gz"
+            nii = maps_dir / f"{safe_file_stem(volume_id)}_anomaly_map.nii.gz"
             arr = np.asarray(amap[0])
             save_map_nifti(arr if arr.ndim == 3 else arr[..., None], _affine(meta), nii, overwrite=self.overwrite)
             entry["anomaly_map"] = str(nii)
             if arr.ndim == 2:
                 img = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img)[0]
-                png = maps_dir / f"{volume_id}_heatmap.png"
+                png = maps_dir / f"{safe_file_stem(volume_id)}_heatmap.png"
                 if png.exists() and not self.overwrite:
                     raise FileExistsError(f"{png}: exists; pass overwrite=True to replace it")
                 plot_panel(
@@ -180,6 +181,8 @@ class InferenceResultWriter:
     def write(self, engine: Engine | None = None) -> dict[str, Any]:
         """Write the CSVs, JSON and report; returns what :func:`write_report` returns."""
         skipped = self.skip_log.as_list() if isinstance(self.skip_log, SkipLog) else list(self.skip_log or [])
+        skipped = [{k: safe_text(str(v)) for k, v in s.items()} for s in skipped]
+        self._write_scores(skipped)  # first: a failure while writing the report never loses the scores
         report = write_report(
             self.output_dir,
             self.rows,
@@ -197,7 +200,12 @@ class InferenceResultWriter:
             overwrite=self.overwrite,
             extra_files=["scores.json"] + (["maps/"] if (self.output_dir / "maps").is_dir() else []),
         )
-        with open(self.output_dir / "scores.json", "w") as f:
-            json.dump({"scans": self.results, "skipped": skipped}, f, indent=2, default=str)
         logger.info("scored %d scans; results in %s", len(self.results), self.output_dir)
         return report
+
+    def _write_scores(self, skipped: list[dict[str, str]]) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.output_dir / ".scores.json.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"scans": self.results, "skipped": skipped}, f, indent=2, default=str)
+        os.replace(tmp, self.output_dir / "scores.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -282,7 +283,19 @@ def _saved_fitter(path: str | os.PathLike, key: str, map_location: Any) -> Thres
             "models/model.pt that `train` wrote",
         )
     fitter = ThresholdFitter()
-    fitter.load_state_dict(ckpt[key])
+    try:
+        fitter.load_state_dict(ckpt[key])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise BadInputError(path, f"its saved threshold is not valid ({type(e).__name__}: {e})") from None
+    values = {"slice threshold": None if fitter.threshold is None else fitter.threshold.value}
+    values["volume threshold"] = fitter.volume_threshold
+    for what, v in values.items():
+        if v is not None and not math.isfinite(float(v)):
+            raise BadInputError(
+                path,
+                f"its {what} is {v} (not a finite number): every scan would be called normal; retrain, or pass "
+                "--threshold / --volume_threshold",
+            )
     return fitter
 
 

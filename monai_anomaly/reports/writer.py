@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,8 @@ from monai_anomaly.reports.nifti import save_map_nifti
 from monai_anomaly.reports.plots import plot_panel, plot_pr, plot_roc, plot_score_distribution
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
 from monai_anomaly.utils.errors import BadInputError
+from monai_anomaly.utils.outputs import EVALUATE, INFER, OutputNotOursError, owned_files
+from monai_anomaly.utils.text import safe_file_stem, safe_text
 
 __all__ = [
     "DETAILED_COLUMNS",
@@ -107,7 +108,7 @@ def _label(v: Any) -> int:
 
 
 def _safe_name(v: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(v)).strip("_") or "volume"
+    return safe_file_stem(str(v))
 
 
 def _normalise_rows(slice_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -115,13 +116,13 @@ def _normalise_rows(slice_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     for i, r in enumerate(slice_rows):
         if "score" not in r:
             raise ValueError(f"slice row {i} has no 'score': {dict(r)}")
-        path = str(_plain(r.get("path", "")) or "")
+        path = safe_text(str(_plain(r.get("path", "")) or ""))
         vid = _plain(r.get("volume_id"))
         if vid is None or vid == "":
             vid = os.path.basename(path).split(".")[0] if path else f"item_{i}"
         row = {
             "path": path,
-            "volume_id": str(vid),
+            "volume_id": safe_text(str(vid)),
             "slice_index": int(_plain(r.get("slice_index", 0)) or 0),
             "label": _label(r.get("label", -1)),
             "score": float(_plain(r["score"])),
@@ -199,8 +200,17 @@ def _check_output_dir(output_dir: str, overwrite: bool) -> None:
             f"{output_dir}: already holds a report ({', '.join(sorted(existing)[:5])}); "
             "pass overwrite=True or choose another output folder"
         )
-    for pattern in _REPORT_PATTERNS:  # stale panels / maps of an earlier run would mislead
+    # stale panels / maps of an earlier run would mislead: delete them, but only files the folder's marker (or an
+    # earlier version's full set of report files) shows to be ours (utils.outputs); never another tool's files
+    kind = INFER if os.path.exists(os.path.join(output_dir, "scores.json")) else EVALUATE
+    ours = set(owned_files(output_dir, kind)[0])
+    for pattern in _REPORT_PATTERNS:
         for p in glob.glob(os.path.join(output_dir, pattern)):
+            if os.path.basename(p) not in ours:
+                raise OutputNotOursError(
+                    f"{p}: not written by monai_anomaly (the folder has no record of it), so overwrite=True does "
+                    "not delete it; choose another output folder."
+                )
             os.remove(p)
 
 
@@ -432,13 +442,28 @@ def write_report(
 
     # figures
     use = finite & ((labels == 0) | (labels == 1))
+    figures_failed: list[str] = []
     if slice_level["metrics"] is not None:
-        plot_roc(labels[use], scores[use], _p("roc_curve.png"), title="ROC (slice level)")
-        plot_pr(labels[use], scores[use], _p("pr_curve.png"), title="Precision-recall (slice level)")
-    if finite.any():
-        plot_score_distribution(
-            labels, scores, _p("score_distribution.png"), threshold=None if thr is None else thr.value
+        _figure(figures_failed, plot_roc, labels[use], scores[use], _p("roc_curve.png"), title="ROC (slice level)")
+        _figure(
+            figures_failed,
+            plot_pr,
+            labels[use],
+            scores[use],
+            _p("pr_curve.png"),
+            title="Precision-recall (slice level)",
         )
+    if finite.any():
+        _figure(
+            figures_failed,
+            plot_score_distribution,
+            labels,
+            scores,
+            _p("score_distribution.png"),
+            threshold=None if thr is None else thr.value,
+        )
+    if figures_failed:
+        results["figures_not_written"] = figures_failed
     for rank, (i, item) in enumerate(_panel_items(panels, rows, top_k), start=1):
         image, recon, amap = (tuple(item) + (None, None, None))[:3]
         r = rows[i]
@@ -461,6 +486,16 @@ def write_report(
         f.write(_report_text(results, thr, volume_threshold, aggregation))
     logger.info("anomaly report written to %s", output_dir)
     return {**results, "output_dir": output_dir, "files": dict(files)}
+
+
+def _figure(failed: list[str], plot: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Draw one figure; a plotting error is a warning (the tables and scores are already written), never a lost run."""
+    path = args[2] if len(args) > 2 else kwargs.get("path", "?")
+    try:
+        plot(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - a figure is never worth the run's results
+        logger.warning("figure %s not written: %s: %s", os.path.basename(str(path)), type(e).__name__, e)
+        failed.append(f"{os.path.basename(str(path))}: {type(e).__name__}: {e}")
 
 
 def _skipped_list(skipped: Any) -> list[dict[str, str]]:

@@ -31,7 +31,7 @@ _PACKAGES = (
 
 def get_config_values() -> dict[str, str]:
     """Return ``{name: version}`` for monai_anomaly, Python, the platform and every dependency."""
-    from monai_anomaly import __version__
+    from monai_anomaly.utils.version import __version__
 
     values = {"monai_anomaly": __version__, "Python": sys.version.split()[0], "Platform": platform.platform()}
     for name in _PACKAGES:
