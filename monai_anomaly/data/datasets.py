@@ -433,8 +433,9 @@ class SliceDataset(Dataset):
     never unpickles anything, so a file planted in ``cache_dir`` cannot run code: a file that does not decode as a
     cache file of its item is ignored with a warning, recomputed and replaced. The key is a digest of the item, of the
     size and modification time of the files it names, and of :func:`transform_fingerprint` of ``volume_transform``
-    (its classes, parameters and functions' code), so a replaced file or a changed transform writes new files. An item whose slices hold values of other types (arbitrary Python objects) is not
-    stored on disk and is recomputed each run (one warning).
+    (its classes, parameters and functions' code), so a replaced file or a changed transform writes new files. An
+    item whose slices hold values of other types (arbitrary Python objects) is not stored on disk and is recomputed
+    each run (one warning).
 
     Args:
         items: datalist items (see ``docs/architecture.md``).

@@ -157,7 +157,11 @@ def _subdirs(folder: Path) -> dict[str, Path]:
 def _list_files(folder: Path, suffixes: tuple[str, ...], log: SkipLog) -> list[Path]:
     """Image files under ``folder`` (recursively, sorted); other files are bad input, csv/md/hidden are ignored."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def unreadable(err: OSError) -> None:  # os.walk would skip the folder silently
+        log.handle(BadInputError(err.filename or folder, f"folder cannot be read ({err.strerror or err})"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
             fp = Path(dirpath) / f
@@ -355,6 +359,18 @@ def _listed_path(value: str, base: Path, allow_outside: bool, csv_path: Path, li
     return path
 
 
+def _parse_label(text: str, csv_path: Path, line: int) -> int:
+    """A label cell: exactly 0 (normal), 1 (anomalous) or -1 (unknown); ``0.5``, ``inf``, ``nan`` or words are
+    refused naming the line (``0.5`` was once read as 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInputError(csv_path, f"line {line}: label {text!r} is not a number (0, 1 or -1)") from None
+    if value not in (-1.0, 0.0, 1.0):  # also refuses inf and nan
+        raise BadInputError(csv_path, f"line {line}: label {text!r} is not 0 (normal), 1 (anomalous) or -1 (unknown)")
+    return int(value)
+
+
 def _rows_to_items(
     fields: list[str], rows: list[dict], csv_path: Path, base: Path, log: SkipLog, allow_outside: bool = False
 ) -> list[dict]:
@@ -365,19 +381,23 @@ def _rows_to_items(
     if missing:
         raise BadInputError(csv_path, f"missing required column(s): {', '.join(missing)} (found: {', '.join(fields)})")
     items: list[dict] = []
+    seen: dict[str, int] = {}
     for n, row in enumerate(rows, start=2):
-        if not row.get(pcol):
-            continue
         try:
+            if not row.get(pcol):
+                if not any(v for v in row.values()):
+                    continue  # a blank line
+                raise BadInputError(csv_path, f"line {n}: no {pcol} (the row names no file)")
             image = _listed_path(row[pcol], base, allow_outside, csv_path, n)
+            key = os.path.normcase(os.path.abspath(image))
+            if key in seen:
+                raise BadInputError(
+                    csv_path, f"line {n}: {row[pcol]!r} is listed again (first on line {seen[key]}); each file once"
+                )
+            seen[key] = n
             if not image.exists():
                 raise BadInputError(image, f"listed in {csv_path} (line {n}) but does not exist")
-            try:
-                label = int(float(row.get("label", "")))
-            except ValueError:
-                raise BadInputError(csv_path, f"line {n}: label {row.get('label')!r} is not an integer") from None
-            if label not in (-1, 0, 1):
-                raise BadInputError(csv_path, f"line {n}: label {label} is not 0 (normal), 1 (anomalous) or -1")
+            label = _parse_label(row.get("label", ""), csv_path, n)
             mask = row.get("mask") or None
             if mask is not None:
                 mask = _listed_path(mask, base, allow_outside, csv_path, n)

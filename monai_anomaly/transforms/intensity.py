@@ -25,6 +25,7 @@ from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
 
 __all__ = [
+    "content_bit_range",
     "ForegroundMask",
     "ForegroundMaskd",
     "ForegroundMaskD",
@@ -351,8 +352,9 @@ def resolve_intensity_mode(img: Any, mode: str = "auto") -> str:
 
     ``"auto"`` decides by input kind, once per input:
 
-    - a 2D PNG/JPEG file (8- or 16-bit) -> ``"fixed"``: its fixed range (0-255, or 0-65535 when any value is above
-      255), so that brightness and contrast keep their meaning across images (no per-image stretching);
+    - a 2D PNG/JPEG file (8- or 16-bit) -> ``"fixed"``: its fixed range (0-255, or the bit depth its values need,
+      :func:`content_bit_range`: 0-4095 for 12-bit data in a 16-bit file), so that brightness and contrast keep
+      their meaning across images (no per-image stretching);
     - a volume whose 1st intensity percentile is below -500 (air in Hounsfield units) -> ``"ct"``: a HU window;
     - any other volume (MRI, PET...) or 2D array -> ``"percentile"``: per-volume percentiles inside the foreground.
 
@@ -389,7 +391,7 @@ def resolve_intensity_mode(img: Any, mode: str = "auto") -> str:
 class ScaleIntensityByKind(Transform):
     """Scale intensities the way the input kind needs, to ``[b_min, b_max]``; the mode used goes in the meta.
 
-    - ``"fixed"``: a fixed range (``fixed_range``, default 0-255 or 0-65535 by the image's maximum) for 8/16-bit
+    - ``"fixed"``: a fixed range (``fixed_range``, default 0-255 or :func:`content_bit_range`) for 8/16-bit
       2D files (X-ray, MRI slices exported as PNG/JPEG): no per-image stretching, so an abnormally bright or dark
       image stays so.
     - ``"percentile"``: per-volume ``[lower, upper]`` percentiles inside the foreground (:class:`PercentileScale`),
@@ -456,11 +458,28 @@ class ScaleIntensityByKind(Transform):
             elif self.fixed_range is not None:
                 a_min, a_max = self.fixed_range
             else:
-                a_min, a_max = 0.0, (255.0 if float(convert_to_tensor(img, track_meta=False).max()) <= 255 else 65535.0)
+                a_min, a_max = 0.0, content_bit_range(float(convert_to_tensor(img, track_meta=False).max()))
             out = ScaleIntensityRange(a_min, a_max, self.b_min, self.b_max, clip=True, dtype=torch.float32)(img)
         if isinstance(out, MetaTensor):
             out.meta["intensity_mode"] = mode
         return out
+
+
+def content_bit_range(vmax: float) -> float:
+    """The full-scale value of an integer image by its content: 255 for 8-bit values, else the smallest even bit
+    depth from 10 to 16 that holds ``vmax`` (1023, 4095, 16383, 65535). A 12-bit scan stored in a 16-bit PNG is then
+    scaled by 4095, as its 8-bit version is by 255, not by 65535 (which made it 16 times darker).
+
+    Example:
+        >>> content_bit_range(200), content_bit_range(3000), content_bit_range(40000)
+        (255.0, 4095.0, 65535.0)
+    """
+    if vmax <= 255:
+        return 255.0
+    for bits in (10, 12, 14, 16):
+        if vmax <= 2**bits - 1:
+            return float(2**bits - 1)
+    return float(vmax)
 
 
 class ScaleIntensityByKindd(MapTransform):

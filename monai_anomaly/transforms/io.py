@@ -174,6 +174,7 @@ _EXPECTED = {
     ".jpeg": _IMAGE_CONTENT,
     ".nii.gz": ("gzip",),
     ".nii": ("nifti",),
+    ".dcm": ("dicom", "unknown"),  # DICOM without the 128-byte preamble sniffs as unknown; other formats are refused
 }
 _FORMAT_NAMES = {
     "png": "a PNG image",
@@ -202,7 +203,12 @@ def check_scan_file(path: str | os.PathLike, kind: str) -> None:
     found = sniff_format(p)
     expected = _EXPECTED.get(_suffix(p))
     if expected and found not in expected:
-        want = {".nii.gz": "a gzip-compressed NIfTI file", ".png": "a PNG image", ".nii": "an uncompressed NIfTI file"}
+        want = {
+            ".nii.gz": "a gzip-compressed NIfTI file",
+            ".png": "a PNG image",
+            ".nii": "an uncompressed NIfTI file",
+            ".dcm": "a DICOM file",
+        }
         want = want.get(_suffix(p), "a JPEG image")
         raise BadInputError(p, f"is not {want}: its content is {_FORMAT_NAMES.get(found, found)}")
     limit = max_image_gb()
