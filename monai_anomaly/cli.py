@@ -142,6 +142,9 @@ def _check_options(defaults: dict[str, Any], override: dict[str, Any], command: 
 
     out: dict[str, Any] = {}
     for k, v in override.items():
+        if "#" in k and k.split("#", 1)[0] in defaults:  # a path into a config item (--evaluate#dataset#cache_dir)
+            out[k] = _coerce_override(v)
+            continue
         if k not in defaults and k not in _CLI_IDS:
             near = difflib.get_close_matches(k, [d for d in defaults if not d.startswith("_")], n=1, cutoff=0.6)
             hint = f"; did you mean --{near[0]}?" if near else f"; `{command} --help` lists the options"
@@ -656,6 +659,17 @@ class AnomalyCLI:
         print(f"audit report written to {out} (start with {out / 'audit_report.txt'})")
 
 
+def _output_arg(args: list[str]) -> str | None:
+    """The output folder a command line names (for messages that have no file of their own)."""
+    for flag in ("--eval_dir", "--output_dir"):
+        for i, a in enumerate(args):
+            if a == flag and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(flag + "="):
+                return a.split("=", 1)[1]
+    return None
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every ``except BaseException`` clean-up runs."""
 
@@ -695,7 +709,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         sys.stdout.flush()
-        print(f"monai_anomaly: {format_error(e)}", file=sys.stderr)
+        print(f"monai_anomaly: {format_error(e, _output_arg(args))}", file=sys.stderr)
         print("  (run again with --debug to see the traceback)", file=sys.stderr)
         sys.exit(exit_code(e))
     finally:

@@ -228,6 +228,427 @@ def write_corpus(root: Path, ckpt: Path) -> list[Case]:
     ok = train("train_skip_bad", brokenset, *tiny, "--skip_bad", "True", code=0, names="n_broken.png")
     ok.absent, ok.check = [], "trained"
     cases.append(ok)
+    cases += _reliability_cases(root, ckpt, rng, infer, train, out)
+    return cases
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the reliability cases: checkpoint expressions, output folders that are not ours, false-words, typos, name
+# collisions, manifests, killed runs (issues 19 and 25)
+STRING_SETTINGS = (
+    "aggregation",
+    "intensity_mode",
+    "latent",
+    "map_method",
+    "model_type",
+    "score_method",
+    "score_region",
+    "up_mode",
+)
+
+
+def marker_path(root: Path) -> Path:
+    """The file a planted expression would create: it must never exist."""
+    return root / "PLANTED_CODE_RAN"
+
+
+def planted_expression(root: Path, value: str) -> str:
+    return f"$__import__('pathlib').Path({str(marker_path(root))!r}).touch() or {value!r}"
+
+
+def planted_checkpoint(src: Path, dst: Path, root: Path, field: str) -> Path:
+    """A copy of the model ``src`` whose setting ``field`` is an expression that would create the marker file (or,
+    with ``field="_target_"``, a ``_target_`` dict that would)."""
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    settings = dict(ckpt["settings"])
+    if field == "_target_":
+        settings["diffusion"] = {"_target_": "pathlib.Path.touch", "self": str(marker_path(root))}
+    elif field == "all":
+        for f in STRING_SETTINGS:
+            settings[f] = planted_expression(root, str(settings.get(f, "x")))
+    else:
+        settings[field] = planted_expression(root, str(settings.get(field, "x")))
+    ckpt["settings"] = settings
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, dst)
+    return dst
+
+
+def _edited_checkpoint(src: Path, dst: Path, **changes) -> Path:
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    for path, value in changes.items():
+        d = ckpt
+        keys = path.split("__")
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, dst)
+    return dst
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``folder`` (to prove nothing was changed or deleted)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def user_folder(folder: Path, rng: np.random.Generator) -> Path:
+    """A folder of another tool's work: a metrics.json, a scores.json, notes, a paper, a model, a NIfTI, and our
+    sub-folder names (models/, logs/, eval/) holding files that are not ours."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text('{"dice": 0.91}')
+    (folder / "scores.json").write_text('{"subject01": 0.3}')
+    for i in range(5):
+        (folder / f"notes_{i}.txt").write_text(f"note {i}")
+    (folder / "paper.tex").write_text("\\documentclass{article}")
+    _nifti(folder / "raw" / "subject01.nii.gz", _volume(rng))
+    (folder / "models").mkdir()
+    (folder / "models" / "segmenter_final.pth").write_bytes(rng.bytes(256))
+    (folder / "logs").mkdir()
+    (folder / "logs" / "train.log").write_text("epoch 1")
+    (folder / "eval").mkdir()
+    (folder / "eval" / "anomaly_report.txt").write_text("another tool's report")
+    return folder
+
+
+def _reliability_cases(root: Path, ckpt: Path, rng: np.random.Generator, infer, train, out) -> list[Case]:
+    cases: list[Case] = []
+    d = root / "rel"
+    d.mkdir(parents=True, exist_ok=True)
+    scan = _png(d / "scan.png", rng)
+    good = root / "rel_data"
+    for i in range(12):
+        _png(good / "normal" / f"n{i:02d}.png", rng)
+    for i in range(6):
+        _png(good / "abnormal" / "tumour" / f"t{i}.png", rng)
+    if not ckpt.is_file():  # only the case names are wanted (test collection)
+        ckpt = d / "missing.pt"
+
+    def run_dir(name: str, model: Path) -> Path:
+        """A train output folder holding ``model`` as models/model.pt (for evaluate)."""
+        r = out(name)
+        (r / "models").mkdir(parents=True, exist_ok=True)
+        if model.is_file():
+            (r / "models" / "model.pt").write_bytes(model.read_bytes())
+        return r
+
+    # 1. a checkpoint whose settings hold code: refused at every CLI door, and the code never runs
+    for setting in (*STRING_SETTINGS, "_target_", "all"):
+        tag = setting.strip("_")
+        if ckpt.is_file():
+            bad = planted_checkpoint(ckpt, d / "planted" / f"{tag}.pt", root, setting)
+        else:
+            bad = d / "planted" / f"{tag}.pt"
+        c = infer(f"ckpt_code_{tag}_infer", scan, model=bad, names=bad.name, phrase="invalid saved setting")
+        c.check = "no_planted_code"
+        cases.append(c)
+        r = run_dir(f"ckpt_code_{tag}_evaluate", bad)
+        cases.append(
+            Case(
+                f"ckpt_code_{tag}_evaluate",
+                ["evaluate", str(good), "--output_dir", str(r)],
+                names="model.pt",
+                phrase="invalid saved setting",
+                absent=[r / "eval"],
+                check="no_planted_code",
+            )
+        )
+    # a saved setting of the wrong type, a NaN threshold
+    if ckpt.is_file():
+        _edited_checkpoint(ckpt, d / "typed" / "image_size_text.pt", settings__image_size="64x")
+        _edited_checkpoint(ckpt, d / "typed" / "nan_threshold.pt", threshold__threshold__value=float("nan"))
+        _edited_checkpoint(ckpt, d / "typed" / "nan_volume_threshold.pt", threshold__volume_threshold=float("nan"))
+    cases.append(
+        infer(
+            "ckpt_setting_wrong_type",
+            scan,
+            model=d / "typed" / "image_size_text.pt",
+            names="image_size_text.pt",
+            phrase="image_size = '64x' is not a whole number",
+        )  # fmt: skip
+    )
+    cases.append(
+        infer(
+            "ckpt_nan_threshold",
+            scan,
+            model=d / "typed" / "nan_threshold.pt",
+            names="nan_threshold.pt",
+            phrase="not a finite number",
+        )  # fmt: skip
+    )
+    cases.append(
+        infer(
+            "ckpt_nan_volume_threshold",
+            scan,
+            model=d / "typed" / "nan_volume_threshold.pt",
+            names="nan_volume_threshold.pt",
+            phrase="volume threshold is nan",
+        )  # fmt: skip
+    )
+
+    # 2. true/false words: every boolean option, the same way; other words refused
+    earlier = out("earlier_result_false_word")
+    earlier.mkdir(parents=True)
+    (earlier / "scores.json").write_text("{}")
+    (earlier / ".monai_anomaly").write_text(
+        json.dumps({"tool": "monai_anomaly", "command": "infer", "complete": True, "files": ["scores.json"]})
+    )
+    for word in ("false", "False", "no", "0", "off"):
+        c = infer(f"overwrite_{word}_keeps_the_result", scan, "--overwrite", word, names=earlier.name,
+                  phrase="--overwrite", check="kept")  # fmt: skip
+        c.argv[3], c.absent = str(earlier), []
+        cases.append(c)
+    for word in ("maybe", "2", "yes please"):
+        cases.append(infer(f"overwrite_word_{word.replace(' ', '_')}", scan, "--overwrite", word,
+                           phrase="takes true or false"))  # fmt: skip
+        cases.append(infer(f"skip_bad_word_{word.replace(' ', '_')}", scan, "--skip_bad", word,
+                           phrase="takes true or false"))  # fmt: skip
+    mixed = root / "mixed"  # 3 good PNGs and broken.png (written above)
+    for word in ("false", "no", "FALSE", "0"):
+        cases.append(infer(f"skip_bad_{word}_stops", mixed, "--skip_bad", word, names="broken.png",
+                           phrase="cannot be read"))  # fmt: skip
+    for word in ("yes", "TRUE", "on", "1"):
+        ok = infer(f"skip_bad_{word}_skips", mixed, "--skip_bad", word, code=0, names="broken.png",
+                   check="skipped:broken.png")  # fmt: skip
+        ok.absent = []
+        cases.append(ok)
+    prev = out("resume_false_run")
+    (prev / "models").mkdir(parents=True)
+    if ckpt.is_file():
+        (prev / "models" / "model.pt").write_bytes(ckpt.read_bytes())
+    c = train("resume_false_keeps_the_model", good, "--resume", "false", names=prev.name, phrase="--resume")
+    c.argv[3], c.absent, c.check = str(prev), [], "model_kept"
+    cases.append(c)
+    c = train("resume_word_refused", good, "--resume", "perhaps", phrase="takes true or false")
+    cases.append(c)
+    c = train("overwrite_false_train_keeps_the_model", good, "--overwrite", "no", names=prev.name, phrase="--resume")
+    c.argv[3], c.absent, c.check = str(prev), [], "model_kept"
+    cases.append(c)
+
+    # 3. unknown, misspelt and mistyped options
+    for name, argv, phrase in (
+        ("typo_max_epoch", ["--max_epoch", "1"], "did you mean --max_epochs"),
+        ("typo_learning_rte", ["--learning_rte", "0.1"], "did you mean --learning_rate"),
+        ("typo_image_sise", ["--image_sise", "32"], "did you mean --image_size"),
+        ("unknown_train_key", ["--frobnicate", "3"], "not an option"),
+        ("max_epochs_text", ["--max_epochs", "abc"], "--max_epochs takes a whole number"),
+        ("max_epochs_float", ["--max_epochs", "2.5"], "--max_epochs takes a whole number"),
+        ("learning_rate_text", ["--learning_rate", "abc"], "--learning_rate takes a number"),
+        ("image_size_list", ["--image_size", "[64,64]"], "--image_size takes a whole number"),
+        ("channels_not_list", ["--channels", "16"], "--channels takes a list"),
+        ("amp_word", ["--amp", "sometimes"], "--amp takes true or false"),
+        ("bad_expression", ["--max_epochs", "$1 +"], "not a valid Python expression"),
+    ):
+        c = train(name, good, *argv, phrase=phrase)
+        c.argv = [a for a in c.argv]
+        if name in ("max_epochs_text", "max_epochs_float", "bad_expression"):  # the case's own value, not "1"
+            i = c.argv.index("--max_epochs")
+            del c.argv[i : i + 2]
+        if name == "image_size_list":
+            i = c.argv.index("--image_size")
+            del c.argv[i : i + 2]
+        cases.append(c)
+    cases.append(infer("unknown_infer_key", scan, "--max_epoch", "1", phrase="not an option"))
+    cases.append(
+        infer("typo_infer_slice_batch", scan, "--slice_batch_sise", "4", phrase="did you mean --slice_batch_size")
+    )
+    cases.append(
+        Case(
+            "unknown_evaluate_key",
+            ["evaluate", str(good), "--output_dir", str(run_dir("unknown_evaluate_key", ckpt)), "--qualty", "true"],
+            phrase="did you mean --quality",
+        )  # fmt: skip
+    )
+    lst = d / "list_config.json"
+    lst.write_text("[1, 2, 3]")
+    cases.append(train("config_is_a_list", good, "--config", str(lst), names=lst.name, phrase="JSON object"))
+    broken_cfg = d / "broken_config.json"
+    broken_cfg.write_text('{"max_epochs": 3,,}')
+    cases.append(
+        train(
+            "config_broken_json", good, "--config", str(broken_cfg), names=broken_cfg.name, phrase="not a valid config"
+        )
+    )
+    cases.append(train("config_missing", good, "--config", str(d / "nope.json"), names="nope.json", phrase="not found"))
+
+    # 4. scans whose file names collide (BIDS, case.png beside case.jpg, same name in two folders)
+    bids = root / "bids"
+    for sub in ("sub-01", "sub-02", "sub-03"):
+        _nifti(bids / sub / "anat" / "T1w.nii.gz", _volume(rng))
+    ok = infer("bids_same_file_names", bids, code=0, check="unique:3")
+    ok.absent = []
+    cases.append(ok)
+    same = root / "same_stem"
+    _png(same / "case.png", rng)
+    Image.fromarray(_brain(rng)).save(same / "case.jpg")
+    _png(same / "a" / "img.png", rng)
+    _png(same / "b" / "img.png", rng)
+    ok = infer("same_stem_png_jpg_and_subfolders", same, code=0, check="unique:4")
+    ok.absent = []
+    cases.append(ok)
+
+    # 5. manifests that used to be read silently wrong
+    for name, rows, phrase in (
+        ("manifest_label_half", "n0.png,0\nn1.png,0.5\n", "label '0.5'"),
+        ("manifest_label_inf", "n0.png,0\nn1.png,inf\n", "label 'inf'"),
+        ("manifest_label_nan", "n0.png,0\nn1.png,nan\n", "label 'nan'"),
+        ("manifest_label_word", "n0.png,0\nn1.png,normal\n", "label 'normal'"),
+        ("manifest_duplicate_row", "n0.png,0\nn1.png,0\nn0.png,0\n", "listed again"),
+        ("manifest_row_without_path", "n0.png,0\n,0\n", "no path"),
+    ):
+        folder = root / name
+        for i in range(2):
+            _png(folder / f"n{i}.png", rng)
+        (folder / "manifest.csv").write_text("path,label\n" + rows)
+        cases.append(train(name, folder / "manifest.csv", names="manifest.csv", phrase=phrase))
+
+    # 6. inputs that were dropped or mis-read silently
+    dmix = _dicom_series_without_extension(root / "dicom_mixed" / "series", rng)
+    _png(dmix / "screenshot.png", rng)
+    _nifti(dmix / "converted.nii.gz", _volume(rng))
+    cases.append(infer("dicom_folder_with_png_and_nifti", dmix, names="converted.nii.gz", phrase="DICOM series folder"))
+    png_dcm = d / "really_a_png.dcm"
+    png_dcm.write_bytes(scan.read_bytes())
+    cases.append(infer("png_named_dcm", png_dcm, names=png_dcm.name, phrase="is not a DICOM file"))
+    loadbad = root / "load_time_bad"
+    for i in range(2):
+        _png(loadbad / f"good_{i}.png", rng)
+    full = (loadbad / "good_0.png").read_bytes()
+    for i in range(5):  # a valid PNG header, the image data cut short: found only when the pixels are decoded
+        (loadbad / f"bad_{i}.png").write_bytes(full[: len(full) // 2 + i])
+    ok = infer("skip_bad_load_time_failures", loadbad, "--skip_bad", "true", code=0, check="each_once:2:5")
+    ok.absent = []
+    cases.append(ok)
+    cases.append(
+        Case(
+            "evaluate_report_inside_dataset",
+            [
+                "evaluate",
+                str(good),
+                "--output_dir",
+                str(run_dir("evaluate_report_inside_dataset", ckpt)),
+                "--eval_dir",
+                str(good / "normal" / "report"),
+            ],
+            phrase="inside the input folder",
+            absent=[good / "normal" / "report"],
+        )  # fmt: skip
+    )
+    cases.append(
+        Case(
+            "audit_report_inside_dataset",
+            ["audit", str(good), "--output_dir", str(good / "normal" / "audit")],
+            phrase="inside the input folder",
+            absent=[good / "normal" / "audit"],
+        )  # fmt: skip
+    )
+
+    # 7. file names that are not valid UTF-8
+    odd = root / "non_utf8"
+    for i in range(3):
+        _png(odd / f"good_{i}.png", rng)
+    odd_name = os.fsdecode(b"caf\xe9_\xff.png")
+    try:
+        _png(odd / odd_name, rng)
+        ok = infer("non_utf8_file_name", odd, code=0, check="unique:4")
+        ok.absent = []
+        cases.append(ok)
+        odd_set = root / "non_utf8_dataset"
+        for i in range(12):
+            _png(odd_set / "normal" / (os.fsdecode(b"n\xe9") + f"{i:02d}.png"), rng)
+        for i in range(6):
+            _png(odd_set / "abnormal" / "tumour" / (os.fsdecode(b"t\xff") + f"{i}.png"), rng)
+        r = run_dir("non_utf8_evaluate", ckpt)
+        cases.append(Case("non_utf8_evaluate", ["evaluate", str(odd_set), "--output_dir", str(r)], code=0,
+                          check="report:" + str(r / "eval")))  # fmt: skip
+    except (OSError, UnicodeError):  # a file system that refuses such names: nothing to test there
+        pass
+
+    # 8. output folders that are not ours: --overwrite deletes nothing of them (issue 25)
+    for cmd in ("infer", "evaluate", "train", "demo", "audit"):
+        folder = user_folder(root / "user" / cmd, rng)
+        argv = {
+            "infer": ["infer", str(scan), "--ckpt", str(ckpt), "--output_dir", str(folder)],
+            "evaluate": [
+                "evaluate",
+                str(good),
+                "--output_dir",
+                str(run_dir("user_eval_run", ckpt)),
+                "--eval_dir",
+                str(folder),
+            ],  # fmt: skip
+            "train": ["train", str(good), "--output_dir", str(folder), "--max_epochs", "1"],
+            "demo": ["demo", "--output_dir", str(folder), "--max_epochs", "1"],
+            "audit": ["audit", str(good), "--output_dir", str(folder)],
+        }[cmd]
+        for ow in ("True", "False"):
+            c = Case(f"user_folder_{cmd}_overwrite_{ow.lower()}", [*argv, "--overwrite", ow],
+                     names=folder.name, phrase="not a monai_anomaly", check="intact:" + str(folder))  # fmt: skip
+            cases.append(c)
+    # the same with the folder given as a sub-folder name the CLI uses (demo's models/, eval/ only)
+    demo_like = root / "user" / "demo_like"
+    (demo_like / "models").mkdir(parents=True)
+    (demo_like / "eval").mkdir()
+    (demo_like / "paper.tex").write_text("draft")
+    for i in range(4):
+        _nifti(demo_like / "data" / f"s{i}.nii.gz", _volume(rng))
+    (demo_like / "models" / "segmenter_final.pth").write_bytes(b"weights")
+    argv = ["demo", "--output_dir", str(demo_like), "--overwrite", "True"]
+    cases.append(
+        Case(
+            "user_folder_demo_subfolders",
+            argv,
+            names=demo_like.name,
+            phrase="not a monai_anomaly",
+            check="intact:" + str(demo_like),
+        )  # fmt: skip
+    )
+
+    # 9. killed runs and locks: a result folder whose run was killed (its marker says so) is recognised
+    killed = out("killed_infer")
+    (killed / "maps").mkdir(parents=True)
+    (killed / "maps" / "scan_anomaly_map.nii.gz").write_bytes(b"half")
+    (killed / ".monai_anomaly").write_text(
+        json.dumps({"tool": "monai_anomaly", "command": "infer", "complete": False, "files": [], "pid": 999999})
+    )
+    c = infer("killed_infer_rerun", scan, names=killed.name, phrase="did not finish")
+    c.argv[3], c.absent = str(killed), []
+    cases.append(c)
+    killed2 = out("killed_infer_overwrite")
+    (killed2 / "maps").mkdir(parents=True)
+    (killed2 / "maps" / "scan_anomaly_map.nii.gz").write_bytes(b"half")
+    (killed2 / ".monai_anomaly").write_text((killed / ".monai_anomaly").read_text())
+    ok = infer("killed_infer_overwrite", scan, "--overwrite", "true", code=0, check="scans:1")
+    ok.argv[3], ok.absent = str(killed2), []
+    cases.append(ok)
+    locked = out("locked_by_a_live_run")
+    locked.mkdir(parents=True)
+    import socket
+
+    (locked / ".monai_anomaly.lock").write_text(
+        json.dumps({"pid": 1, "host": socket.gethostname(), "command": "infer", "date": "now"})
+    )
+    c = infer("output_locked_by_a_live_run", scan, names=locked.name, phrase="in use by another monai_anomaly run")
+    c.argv[3], c.absent = str(locked), []
+    cases.append(c)
+    stale = out("stale_lock")
+    stale.mkdir(parents=True)
+    (stale / ".monai_anomaly.lock").write_text(
+        json.dumps({"pid": 2**22 + 4321, "host": socket.gethostname(), "command": "infer", "date": "then"})
+    )
+    ok = infer("stale_lock_is_cleaned", scan, code=0, check="scans:1")
+    ok.argv[3], ok.absent = str(stale), []
+    cases.append(ok)
     return cases
 
 
@@ -278,7 +699,82 @@ def _other_network_checkpoint(src: Path, dst: Path) -> None:
     torch.save(ckpt, dst)
 
 
+def run_cases(cases: list[Case], workdir: Path, workers: int = 2, timeout: float = 900) -> dict[str, dict]:
+    """Run ``cases`` through the CLI in ``workers`` fresh Python processes (each runs its share one after another,
+    so the imports are paid once per process, not once per case). Returns ``{name: {"code", "stdout", "stderr"}}``.
+    """
+    import subprocess
+    import sys
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    shares = [cases[i::workers] for i in range(workers)]
+    procs = []
+    for k, share in enumerate(shares):
+        todo = workdir / f"cases_{k}.json"
+        todo.write_text(json.dumps([{"name": c.name, "argv": c.argv, "env": c.env} for c in share]))
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env.pop("MONAI_ANOMALY_DEBUG", None)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--run", str(todo), str(workdir / f"results_{k}.json")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    results: dict[str, dict] = {}
+    for k, proc in enumerate(procs):
+        log, _ = proc.communicate(timeout=timeout)
+        out = workdir / f"results_{k}.json"
+        if proc.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"corpus runner {k} failed (exit {proc.returncode}):\n{log[-4000:]}")
+        results.update(json.loads(out.read_text()))
+    return results
+
+
+def _run_share(todo: Path, out: Path) -> None:
+    """Run each case's command line with ``monai_anomaly.cli.main`` in this process, capturing what it prints."""
+    import contextlib
+    import io
+    import logging
+
+    from monai_anomaly.cli import main as cli_main
+
+    results = {}
+    for case in json.loads(todo.read_text()):
+        old_env = {k: os.environ.get(k) for k in case["env"]}
+        os.environ.update(case["env"])
+        stdout, stderr = io.StringIO(), io.StringIO()
+        root = logging.getLogger()
+        for h in list(root.handlers):  # the CLI's basicConfig then logs to this case's captured stderr
+            root.removeHandler(h)
+        code = 0
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                cli_main(list(case["argv"]))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException as e:  # noqa: BLE001 - reported as the case's failure, not the runner's
+                import traceback
+
+                traceback.print_exc()
+                code = 99 if not isinstance(e, KeyboardInterrupt) else 130
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        results[case["name"]] = {"code": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
+    out.write_text(json.dumps(results))
+
+
 def main() -> None:
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "--run":
+        _run_share(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("root", type=Path)
     p.add_argument("--ckpt", type=Path, required=True)

@@ -10,13 +10,12 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bad_input_corpus import Case, write_corpus  # noqa: E402
+from bad_input_corpus import Case, marker_path, run_cases, snapshot, write_corpus  # noqa: E402
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -33,9 +32,12 @@ def run_cli(argv: list[str], env: dict[str, str] | None = None, timeout: float =
 def corpus_results(tiny_trained_bundle, tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     cases = write_corpus(root, tiny_trained_bundle / "models" / "model.pt")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda c: run_cli(c.argv, c.env), cases))
-    return {c.name: (c, r) for c, r in zip(cases, results)}
+    before = {c.name: snapshot(Path(c.check.split(":", 1)[1])) for c in cases if c.check.startswith("intact:")}
+    results = run_cases(cases, root / "_runner")
+    return {
+        c.name: (c, subprocess.CompletedProcess(c.argv, r["code"], r["stdout"], r["stderr"]), before.get(c.name), root)
+        for c, r in ((c, results[c.name]) for c in cases)
+    }
 
 
 def _case_names() -> list[str]:
@@ -47,7 +49,7 @@ def _case_names() -> list[str]:
 
 @pytest.mark.parametrize("name", _case_names())
 def test_bad_input_case(corpus_results, name):
-    case, res = corpus_results[name]
+    case, res, before, root = corpus_results[name]
     case: Case
     both = res.stdout + res.stderr
     assert res.returncode == case.code, f"{case.argv}\nexit {res.returncode}\n{both[-3000:]}"
@@ -75,6 +77,31 @@ def test_bad_input_case(corpus_results, name):
         assert case.names in both  # the skipped file is named in the log
     elif case.check == "kept":
         assert (out / "scores.json").read_text() == "{}"  # the earlier result is untouched
+    elif case.check == "model_kept":
+        assert (out / "models" / "model.pt").is_file()  # the earlier model is untouched
+    elif case.check == "no_planted_code":
+        assert not marker_path(root).exists(), "a setting read from a checkpoint ran as code"
+    elif case.check.startswith("intact:"):
+        assert snapshot(Path(case.check.split(":", 1)[1])) == before, "a file of another tool was changed or deleted"
+    elif case.check.startswith("unique:"):
+        report = json.loads((out / "scores.json").read_text())
+        ids = [s["volume_id"] for s in report["scans"]]
+        assert len(ids) == len(set(ids)) == int(case.check.split(":")[1]), ids
+        maps = sorted((out / "maps").glob("*_anomaly_map.nii.gz"))
+        assert len(maps) == len(ids), maps
+        rows = (out / "volume_results.csv").read_text().strip().splitlines()[1:]
+        assert len(rows) == len(ids)
+    elif case.check.startswith("each_once:"):
+        n_good, n_bad = map(int, case.check.split(":")[1:])
+        report = json.loads((out / "scores.json").read_text())
+        ids = [s["volume_id"] for s in report["scans"]]
+        assert sorted(ids) == sorted(set(ids)) and len(ids) == n_good, ids
+        skipped = [Path(s["path"]).name for s in report["skipped"]]
+        assert len(skipped) == len(set(skipped)) == n_bad, skipped
+    elif case.check.startswith("report:"):
+        ev = Path(case.check.split(":", 1)[1])
+        assert (ev / "detailed_results.csv").is_file() and (ev / "metrics.json").is_file()
+        assert "\\x" in (ev / "detailed_results.csv").read_text(encoding="utf-8")  # the odd names, escaped
 
 
 def test_debug_shows_the_traceback(tmp_path):

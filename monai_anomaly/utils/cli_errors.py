@@ -16,7 +16,15 @@ from typing import Any
 
 from monai_anomaly.utils.errors import BadInputError
 
-__all__ = ["UsageError", "root_cause", "exit_code", "format_error", "quiet_tracebacks", "debug_requested"]
+__all__ = [
+    "UsageError",
+    "root_cause",
+    "exit_code",
+    "disk_full",
+    "format_error",
+    "quiet_tracebacks",
+    "debug_requested",
+]
 
 DEBUG_ENV = "MONAI_ANOMALY_DEBUG"
 
@@ -77,8 +85,33 @@ def exit_code(exc: BaseException) -> int:
     return 2 if isinstance(root_cause(exc), _USER_ERRORS) else 1
 
 
-def format_error(exc: BaseException) -> str:
-    """``error: <message>`` for the cause of ``exc`` (a DataLoader worker's embedded traceback is cut off)."""
+_DISK_FULL_TEXT = ("No space left on device", "iostream error", "Disk quota exceeded", "failed writing file")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error in its chain) is a full disk: ``ENOSPC`` / ``EDQUOT``, or the messages torch's
+    C++ writer gives for it (``basic_ios::clear: iostream error``)."""
+    import errno
+
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(t in str(e) for t in _DISK_FULL_TEXT):
+            return True
+    return False
+
+
+def format_error(exc: BaseException, where: str | None = None) -> str:
+    """``error: <message>`` for the cause of ``exc`` (a DataLoader worker's embedded traceback is cut off).
+
+    ``where``: the run's output folder, named when the error itself names no file (a full disk)."""
+    if disk_full(exc):
+        named = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
+        return (
+            f"error: {named or where or 'the output folder'}: no space left on the device while writing results; "
+            "free some space and run again (finished files and the last complete checkpoint were kept; `train` "
+            "continues with --resume)"
+        )
     cause = root_cause(exc)
     msg = str(cause).strip() or type(cause).__name__
     if "Original Traceback" in msg:  # torch re-raises worker errors with the worker's traceback in the message

@@ -8,8 +8,9 @@ The rule (docs/errors.md, "Output folders"):
   runs; a second run into the same folder is refused while the lock is held, and a stale lock (its process is gone)
   is cleaned;
 - ``--overwrite`` deletes only the files the marker lists (for a run that was killed before it could list them: the
-  files matching what that command writes), then the folders they were in if empty. A folder without our marker, or
-  one that also holds files we did not write, is refused with a message naming those files; nothing is deleted;
+  files matching what that command writes), then the folders they were in if empty. Other files in the folder are
+  kept (named in a warning). A non-empty folder without our marker is refused with a message naming its files, and
+  nothing is deleted;
 - results written before markers existed are recognised by their full set of files (every file of the command's
   required set present, and nothing else), never by one name.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import fnmatch
 import json
+import logging
 import os
 import socket
 import sys
@@ -53,6 +55,7 @@ __all__ = [
 MARKER_NAME = ".monai_anomaly"
 LOCK_NAME = ".monai_anomaly.lock"
 _OURS = (MARKER_NAME, LOCK_NAME)
+logger = logging.getLogger("monai_anomaly")
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ EVALUATE = OutputKind(
 TRAIN = OutputKind(
     "train",
     "training run",
-    ("models/model.pt", "models/*.pt", "models/.tmp*", "logs/**", "cache/**"),
+    ("models/model.pt", "models/*.pt", "models/tmp*", "logs/**"),
     legacy_required=("models/model.pt",),
     subfolders=("eval",),
 )
@@ -267,6 +270,7 @@ class OutputClaim:
     kind: OutputKind
     created_dir: bool
     before: set[str] = field(default_factory=set)
+    before_dirs: set[str] = field(default_factory=set)
     nested: bool = False
     keep_on_failure: bool = False
     _released: bool = False
@@ -295,6 +299,14 @@ class OutputClaim:
             return
         if not self.keep_on_failure and self.path.is_dir():
             _remove_owned(self.path, self.created_files())
+            for root, dirs, _ in os.walk(self.path, topdown=False):  # empty folders this run created (models/)
+                for d in dirs:
+                    p = Path(root) / d
+                    if p.relative_to(self.path).as_posix() not in self.before_dirs and not p.is_symlink():
+                        try:
+                            p.rmdir()
+                        except OSError:
+                            pass
         if self.created_dir and self.path.is_dir() and not _rel_files(self.path):
             for n in _OURS:
                 (self.path / n).unlink(missing_ok=True)
@@ -379,8 +391,7 @@ def claim_output(
     Args:
         output_dir: the folder (created if missing).
         kind: what the command writes (:data:`INFER`, :data:`EVALUATE`, :data:`TRAIN`, :data:`DEMO`, :data:`AUDIT`).
-        overwrite: delete an earlier result of ours first (only the files it lists; refused when the folder holds
-            anything else).
+        overwrite: delete an earlier result of ours first (only the files its marker lists; other files are kept).
         keep: keep an earlier result of ours as it is (``train --resume``): the folder must be ours.
         argv: the command line, recorded in the marker.
         keep_on_failure: on failure, keep what the run wrote (a training run's checkpoints, for ``--resume``).
@@ -388,7 +399,7 @@ def claim_output(
     Raises:
         OutputInUseError: another running process holds the folder.
         FileExistsError: the folder holds an earlier result and neither ``overwrite`` nor ``keep`` was given.
-        OutputNotOursError: the folder holds files monai_anomaly did not write (named in the message).
+        OutputNotOursError: the folder is not empty and not ours (its files are named in the message).
         NotADirectoryError: ``output_dir`` is a file.
     """
     folder = Path(output_dir).expanduser().absolute()
@@ -406,10 +417,9 @@ def claim_output(
         if present:
             ours, foreign = owned_files(folder, kind)
             marker = read_marker(folder)
-            if foreign:
-                what = "does not look like" if not ours else "also holds files that are not part of"
+            if marker is None and not ours:
                 raise OutputNotOursError(
-                    f"{folder}: {what} a monai_anomaly {kind.what} ({_show(foreign)}); nothing was deleted"
+                    f"{folder}: not empty and not a monai_anomaly {kind.what} ({_show(foreign)}); nothing was deleted"
                     + (" (--overwrite only deletes files monai_anomaly wrote)" if overwrite else "")
                     + ". Choose an empty or new --output_dir."
                 )
@@ -419,6 +429,13 @@ def claim_output(
                     f"{folder}: holds an earlier {kind.what}"
                     + (" that did not finish (the run was stopped)" if unfinished else "")
                     + "; pass --overwrite to replace it, or choose another --output_dir."
+                )
+            if foreign:
+                logger.warning(
+                    "%s: keeping %d file(s) monai_anomaly did not write (%s); they are never deleted",
+                    folder,
+                    len(foreign),
+                    _show(foreign),
                 )
             if overwrite and ours:
                 _remove_owned(folder, ours)
@@ -438,6 +455,7 @@ def claim_output(
             doc["files"] = owned_files(folder, kind)[0]
         _write_marker(folder, doc)
         claim.before = set(_rel_files(folder))
+        claim.before_dirs = {Path(r, d).relative_to(folder).as_posix() for r, ds, _ in os.walk(folder) for d in ds}
     except BaseException:
         claim.release()
         if created:

@@ -1,0 +1,81 @@
+"""MONAI's ``CheckpointSaver`` with writes that never leave a damaged or missing checkpoint behind."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monai.handlers import CheckpointSaver
+from monai.utils import IgniteInfo, min_version, optional_import
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+
+__all__ = ["AtomicCheckpointSaver"]
+
+logger = logging.getLogger("monai_anomaly")
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """:class:`monai.handlers.CheckpointSaver` whose files are written to a temporary name and renamed, and which
+    keeps only the newest ``n_saved`` epoch checkpoints on disk, also after ``--resume``.
+
+    MONAI writes checkpoints in place (``atomic=False``) and ignite deletes the file it replaces before writing the
+    new one, so a full disk or a kill during a save could leave a truncated ``checkpoint_epoch=N.pt`` or no
+    ``model.pt`` at all. Here every file is written whole under a temporary name and renamed over the old one, so the
+    last good file survives a failed save. A resumed run does not know the files the interrupted run saved; after
+    each save, epoch checkpoints beyond the newest ``n_saved`` are deleted.
+
+    Takes the same arguments as :class:`~monai.handlers.CheckpointSaver`.
+
+    Example:
+        >>> saver = AtomicCheckpointSaver("models", {"model": net}, save_interval=1, n_saved=2, epoch_level=True)
+        ... # doctest: +SKIP
+    """
+
+    def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
+        super().__init__(save_dir, save_dict, *args, **kwargs)
+        self.n_saved = kwargs.get("n_saved", 1)
+        self.file_prefix = kwargs.get("file_prefix", "")
+        for name in ("_final_checkpoint", "_key_metric_checkpoint", "_interval_checkpoint"):
+            ckpt = getattr(self, name, None)
+            if ckpt is None:
+                continue
+            handler = ckpt.save_handler
+            handler._atomic = True  # ignite's DiskSaver: temporary file, then os.replace
+            if getattr(handler, "filename", None) is not None:  # a fixed name (model.pt): the rename replaces it
+                handler.remove = _keep
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        if getattr(self, "_interval_checkpoint", None) is not None and self.n_saved and self.n_saved > 0:
+            event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
+            engine.add_event_handler(event, self.prune)
+            engine.add_event_handler(Events.COMPLETED, self.prune)
+
+    def prune(self, engine: Engine | None = None) -> None:
+        """Delete interval checkpoints (``<prefix>_epoch=N.pt`` / ``_iteration=N.pt``) beyond the newest ``n_saved``:
+        those of an interrupted run that this one resumed."""
+        unit = "epoch" if self.epoch_level else "iteration"
+        prefix = f"{self.file_prefix}_" if self.file_prefix else ""
+        pattern = re.compile(rf"^{re.escape(prefix)}checkpoint_{unit}=(\d+)\.pt$")
+        found = []
+        for f in Path(self.save_dir).glob(f"{prefix}checkpoint_{unit}=*.pt"):
+            m = pattern.match(f.name)
+            if m:
+                found.append((int(m.group(1)), f))
+        for _, f in sorted(found, reverse=True)[self.n_saved :]:
+            try:
+                f.unlink()
+                logger.debug("removed old checkpoint %s", f)
+            except OSError:
+                pass
+
+
+def _keep(filename: str) -> None:  # noqa: ARG001
+    """A fixed-name checkpoint is not deleted before the new one is written: the atomic rename replaces it."""
