@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from monai_anomaly.cli import AnomalyCLI, _fresh_output, find_bundle, sample_data_dir
+from monai_anomaly.cli import AnomalyCLI, find_bundle, sample_data_dir
 from monai_anomaly.utils.cli_errors import UsageError
 
 
@@ -25,6 +27,8 @@ def test_find_bundle_by_name_and_clear_error(tmp_path):
 
 
 def test_outputs_are_not_overwritten(tmp_path):
+    from monai_anomaly.utils.outputs import INFER, OutputNotOursError, claim_output
+
     run = tmp_path / "run"
     (run / "models").mkdir(parents=True)
     (run / "models" / "model.pt").write_bytes(b"x")
@@ -32,20 +36,78 @@ def test_outputs_are_not_overwritten(tmp_path):
         AnomalyCLI().train(str(tmp_path / "data"), output_dir=str(run))
     with pytest.raises(UsageError, match="give one of them"):
         AnomalyCLI().train(str(tmp_path / "data"), output_dir=str(run), resume=True, overwrite=True)
+    with pytest.raises(UsageError, match="give one of them"):
+        AnomalyCLI().train(str(tmp_path / "data"), output_dir=str(run), resume="yes", overwrite="TRUE")
     assert (run / "models" / "model.pt").read_bytes() == b"x"
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(OutputNotOursError, match="not a monai_anomaly demo"):
         AnomalyCLI().demo(output_dir=str(run))
-    # --overwrite only ever deletes an earlier monai_anomaly result, never a folder of other files
+    # --overwrite only ever deletes files monai_anomaly wrote, never a folder of other files
     other = tmp_path / "papers"
     other.mkdir()
     (other / "thesis.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        _fresh_output(other, overwrite=False, what="inference result")
-    with pytest.raises(UsageError, match="not a monai_anomaly"):
-        _fresh_output(other, overwrite=True, what="inference result")
-    with pytest.raises(UsageError, match="not an earlier demo"):
-        AnomalyCLI().demo(output_dir=str(other), overwrite=True)
-    assert (other / "thesis.txt").read_text() == "keep me"
+    for overwrite in (False, True):
+        with pytest.raises(OutputNotOursError, match="not a monai_anomaly inference result.*thesis.txt"):
+            claim_output(other, INFER, overwrite=overwrite)
+        with pytest.raises(OutputNotOursError, match="not a monai_anomaly demo"):
+            AnomalyCLI().demo(output_dir=str(other), overwrite=overwrite)
+    assert (other / "thesis.txt").read_text() == "keep me" and sorted(os.listdir(other)) == ["thesis.txt"]
+
+
+def test_overwrite_deletes_only_the_files_the_marker_lists(tmp_path):
+    """A folder of ours that the user also put a file into: --overwrite removes our files and keeps theirs."""
+    from monai_anomaly.utils.outputs import INFER, claim_output, read_marker
+
+    out = tmp_path / "out"
+    with claim_output(out, INFER) as claim:
+        assert (out / ".monai_anomaly").is_file() and (out / ".monai_anomaly.lock").is_file()
+        (claim.path / "maps").mkdir()
+        (claim.path / "maps" / "a_anomaly_map.nii.gz").write_bytes(b"map")
+        (claim.path / "scores.json").write_text("{}")
+    marker = read_marker(out)
+    assert marker["complete"] and marker["files"] == ["maps/a_anomaly_map.nii.gz", "scores.json"]
+    assert not (out / ".monai_anomaly.lock").exists()
+    (out / "my_notes.txt").write_text("mine")
+    (out / "maps" / "my_drawing.png").write_bytes(b"png")  # a name our patterns would match, but not listed
+    with pytest.raises(FileExistsError, match="holds an earlier inference result; pass --overwrite"):
+        claim_output(out, INFER)
+    claim_output(out, INFER, overwrite=True).finish()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        ".monai_anomaly",
+        "maps/my_drawing.png",
+        "my_notes.txt",
+    ]
+
+
+def test_a_killed_run_is_recognised_by_its_marker(tmp_path):
+    """The marker is written before anything else: a run killed mid-way leaves a folder we can still replace."""
+    from monai_anomaly.utils.outputs import INFER, claim_output
+
+    out = tmp_path / "out"
+    claim = claim_output(out, INFER)
+    (out / "maps").mkdir()
+    (out / "maps" / "a_anomaly_map.nii.gz").write_bytes(b"half")
+    claim.release()  # what SIGKILL leaves: no file list, complete=false (the lock is stale then)
+    with pytest.raises(FileExistsError, match="did not finish"):
+        claim_output(out, INFER)
+    with claim_output(out, INFER, overwrite=True):
+        assert not (out / "maps").exists()
+
+
+def test_legacy_results_are_recognised_by_their_full_set_of_files(tmp_path):
+    from monai_anomaly.utils.outputs import INFER, OutputNotOursError, claim_output
+
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in ("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt", "metrics.json"):
+        (old / f).write_text("x")
+    with claim_output(old, INFER, overwrite=True):
+        assert sorted(os.listdir(old)) == [".monai_anomaly", ".monai_anomaly.lock"]
+    one_name = tmp_path / "one_name"
+    one_name.mkdir()
+    (one_name / "metrics.json").write_text("another tool's")
+    with pytest.raises(OutputNotOursError):
+        claim_output(one_name, INFER, overwrite=True)
+    assert (one_name / "metrics.json").read_text() == "another tool's"
 
 
 def test_output_inside_the_input_folder_is_refused(tmp_path):
@@ -64,7 +126,8 @@ def test_infer_overwrite_replaces_the_whole_earlier_result(tiny_trained_bundle, 
         (scans / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "out"
     (out / "maps").mkdir(parents=True)
-    (out / "scores.json").write_text("{}")
+    for f in ("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt"):
+        (out / f).write_text("{}")  # an earlier version's result (no marker): recognised by its full set of files
     (out / "maps" / "old_scan_anomaly_map.nii.gz").write_bytes(b"stale")
     ckpt = str(tiny_trained_bundle / "models" / "model.pt")
     with pytest.raises(FileExistsError, match="--overwrite"):
@@ -132,6 +195,7 @@ def test_train_overwrite_deletes_the_earlier_run(tmp_path):
     data = make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
     run = tmp_path / "run"
     (run / "models").mkdir(parents=True)
+    (run / "models" / "model.pt").write_bytes(b"old")  # an earlier version's run: recognised by its model.pt
     (run / "models" / "checkpoint_epoch=40.pt").write_bytes(b"old")
     (run / "logs").mkdir()
     (run / "logs" / "events.out.tfevents.old").write_bytes(b"old")
@@ -140,7 +204,7 @@ def test_train_overwrite_deletes_the_earlier_run(tmp_path):
     assert not (run / "models" / "checkpoint_epoch=40.pt").exists()
     assert not (run / "logs" / "events.out.tfevents.old").exists()
     assert (run / "models" / "model.pt").is_file() and (run / "models" / "checkpoint_epoch=1.pt").is_file()
-    assert (run / "notes.txt").read_text() == "mine"  # only the run's own folders are replaced
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
 
 
 def test_boolean_words_reach_the_bundle_as_booleans(monkeypatch):

@@ -282,3 +282,21 @@ def test_with_load_scan_and_volume_to_slices_on_brats(shared_data, tmp_path):
     assert sum(int(s["label"]) for s in ds.slices) == 77
     assert {s["volume_id"] for s in ds.slices} == {"Brats18_CBICA_AOO_1"}
     assert sorted(int(s["slice_index"]) for s in ds.slices) == list(range(155))
+
+
+def test_disk_cache_is_not_reused_when_a_file_is_replaced_under_the_same_name(tmp_path):
+    """A stale cache once gave old scores: the key holds each file's size and modification time."""
+    import os
+
+    path = tmp_path / "scan.nii.gz"
+    vol = _volume(path, 3, 0)
+    cache = tmp_path / "cache"
+    old = SliceDataset([vol], _volume_transform(Slicer()), cache_dir=cache)
+    data = np.full((12, 10, 3), 7.0, np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later write, even on a coarse-clock file system
+    slicer = Slicer()
+    new = SliceDataset([vol], _volume_transform(slicer), cache_dir=cache)
+    assert slicer.calls == 1  # recomputed, not read from the old entry
+    assert float(new.slices[1]["image"].max()) == 7.0 != float(old.slices[1]["image"].max())

@@ -81,3 +81,62 @@ def test_find_scans_errors_name_the_path(tmp_path):
     items = find_scans(mixed, skip_bad=True, skip_log=log)
     assert [it["volume_id"] for it in items] == ["ok"]
     assert any("weird.exe" in s["path"] for s in log.as_list())
+
+
+def _png(path, value=100):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, np.uint8)).save(path)
+    return path
+
+
+def test_scan_ids_are_unique_within_a_run(tmp_path):
+    """BIDS names every subject's scan T1w: ids fall back to the path relative to the input folder."""
+    for sub in ("sub-01", "sub-02"):
+        _png(tmp_path / sub / "anat" / "T1w.png")
+    _png(tmp_path / "case.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "case.jpg")
+    _png(tmp_path / "solo.png")
+    ids = sorted(it["volume_id"] for it in find_scans(tmp_path))
+    assert ids == ["case_jpg", "case_png", "solo", "sub-01__anat__T1w", "sub-02__anat__T1w"]
+    both = find_scans([tmp_path / "sub-01", tmp_path / "sub-01" / "anat" / "T1w.png"])
+    assert len(both) == 1  # the same file named twice is scored once
+
+
+def test_an_unreadable_sub_folder_is_reported(tmp_path, monkeypatch):
+    """os.walk skips a folder it cannot list without a word; it is named (raised, or skipped and listed)."""
+    import os
+
+    from monai_anomaly.data.layouts import build_datalist
+
+    _png(tmp_path / "scans" / "a.png")
+    _png(tmp_path / "scans" / "locked" / "b.png")
+    for i in range(4):
+        _png(tmp_path / "data" / "normal" / f"n{i}.png")
+        _png(tmp_path / "data" / "normal" / "locked" / f"m{i}.png")
+        _png(tmp_path / "data" / "abnormal" / "t" / f"t{i}.png")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(BadInputError, match=r"locked: folder cannot be read \(Permission denied\)"):
+        find_scans(tmp_path / "scans")
+    log = SkipLog(skip_bad=True)
+    assert [it["volume_id"] for it in find_scans(tmp_path / "scans", skip_log=log)] == ["a"]
+    assert [s.path for s in log.skipped] == [str(tmp_path / "scans" / "locked")]
+    with pytest.raises(BadInputError, match="locked: folder cannot be read"):
+        build_datalist(tmp_path / "data")
+
+
+def test_other_scans_inside_a_dicom_series_folder_are_not_dropped_silently(tmp_path):
+    from monai_anomaly.data import inputs
+
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "IM0001.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    _png(series / "screenshot.png")
+    with pytest.raises(BadInputError, match=r"screenshot\.png: is inside a DICOM series folder"):
+        inputs.find_scans(series)

@@ -119,8 +119,10 @@ def test_auto_mode_keeps_8bit_images_on_their_fixed_range():
     assert float(out.max()) == pytest.approx(100 / 255, abs=1e-6) and float(out.min()) == 0.0
     stretched = ScaleIntensityByKind("percentile", lower=0, upper=100)(dark)
     assert float(stretched.max()) == pytest.approx(1.0)
-    sixteen = _png_like(np.linspace(0, 4000, 64).reshape(8, 8))  # a 16-bit PNG: 0-65535
-    assert float(ScaleIntensityByKind("auto")(sixteen).max()) == pytest.approx(4000 / 65535, abs=1e-6)
+    sixteen = _png_like(np.linspace(0, 40000, 64).reshape(8, 8))  # 16-bit content: 0-65535
+    assert float(ScaleIntensityByKind("auto")(sixteen).max()) == pytest.approx(40000 / 65535, abs=1e-6)
+    twelve = _png_like(np.linspace(0, 4000, 64).reshape(8, 8))  # 12-bit content (in a 16-bit file): 0-4095
+    assert float(ScaleIntensityByKind("auto")(twelve).max()) == pytest.approx(4000 / 4095, abs=1e-6)
 
 
 def test_auto_mode_windows_ct_and_percentiles_mri():
@@ -165,3 +167,22 @@ def test_dataset_mode_is_one_for_the_training_set(tmp_path):
     assert resolve_dataset_intensity_mode([str(tmp_path / "mri.nii.gz")]) == "percentile"
     nib.save(nib.Nifti1Image(np.where(vol > 0, 40.0, -1000.0).astype(np.float32), np.eye(4)), tmp_path / "ct.nii.gz")
     assert resolve_dataset_intensity_mode([{"image": str(tmp_path / "ct.nii.gz")}]) == "ct"
+
+
+def test_twelve_bit_data_in_a_sixteen_bit_png_scales_like_its_eight_bit_version(tmp_path):
+    """Scaling by the dtype's maximum made a 12-bit picture in a 16-bit PNG 16 times darker than the same picture in
+    8 bits; the full scale now follows the bit depth the content needs."""
+    from PIL import Image
+
+    from monai_anomaly.transforms.intensity import ScaleIntensityByKindd, content_bit_range
+    from monai_anomaly.transforms.io import LoadScand
+
+    pic = np.random.default_rng(0).integers(0, 256, (32, 32)).astype(np.uint8)
+    Image.fromarray(pic).save(tmp_path / "8bit.png")
+    Image.fromarray((pic.astype(np.uint16) * 16).astype(np.uint16)).save(tmp_path / "12bit.png")  # max 4080
+    out = {}
+    for name in ("8bit", "12bit"):
+        d = LoadScand(keys="image")({"image": str(tmp_path / f"{name}.png")})
+        out[name] = ScaleIntensityByKindd(keys="image", mode="auto")(d)["image"]
+    assert float((out["8bit"] - out["12bit"]).abs().max()) < 0.01
+    assert content_bit_range(65535) == 65535.0 and content_bit_range(1000) == 1023.0

@@ -169,6 +169,8 @@ class AnomalyBundleRunner:
         self.parser["bundle_root"] = str(self.bundle_dir)
         self.parser["device"] = f"$torch.device('{self.device}')"
         if "ckpt_path" in self.parser.config:  # ids derived from it (the fitted threshold) read the served weights
+            if str(self.checkpoint_path)[:1] in ("$", "@", "%"):  # the parser would evaluate it, not read it
+                raise BundleError(self.bundle_dir, f"checkpoint path {str(self.checkpoint_path)!r} starts with $/@/%")
             self.parser["ckpt_path"] = str(self.checkpoint_path)
         self.metadata = self._read_metadata()
         self.version = str(self.metadata.get("version", ""))
