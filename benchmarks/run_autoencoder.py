@@ -170,8 +170,11 @@ def run_dataset(
     ``name`` ``brats2018_sample@site`` trains on the CBICA cases and tests on the TCIA cases (:func:`site_manifest`).
     """
     run_dir = out / (tag or name.replace("@", "_"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ds = site_manifest(shared, run_dir) if name == "brats2018_sample@site" else shared / name
+    # the run folder holds only what `train` / `evaluate` write (it is theirs: monai_anomaly refuses a folder holding
+    # other files); the harness's logs and manifests go beside it
+    side = out / f"{run_dir.name}.files"
+    side.mkdir(parents=True, exist_ok=True)
+    ds = site_manifest(shared, side) if name == "brats2018_sample@site" else shared / name
     common = ["--image_size", str(image_size), "--seed", str(seed), "--num_workers", "0"]
     if name == "brats2018_sample@site":  # the manifest in the run folder lists the shared files by absolute path
         common += ["--allow_outside", "True"]
@@ -185,13 +188,13 @@ def run_dataset(
     train_args = ["train", str(ds), "--output_dir", str(run_dir), "--max_epochs", str(epochs), "--overwrite", "True"]
     train_args += ["--val_interval", str(val_interval), *common]
     print(f"[{name}] train: python -m monai_anomaly {' '.join(train_args)}", flush=True)
-    train = run_stage(train_args, run_dir / "train.log")
+    train = run_stage(train_args, side / "train.log")
     res: dict[str, Any] = {"dataset": name, "tag": tag, "epochs": epochs, "image_size": image_size}
     res["config"], res["extra"], res["eval_extra"] = config, list(extra or []), list(eval_extra or [])
     res["train_command"] = "python -m monai_anomaly " + " ".join(train_args)
-    res["train"] = {**train, **parse_train_log((run_dir / "train.log").read_text(errors="replace"))}
+    res["train"] = {**train, **parse_train_log((side / "train.log").read_text(errors="replace"))}
     if train["rc"] != 0:
-        res["error"] = f"train failed (rc {train['rc']}), see {run_dir / 'train.log'}"
+        res["error"] = f"train failed (rc {train['rc']}), see {side / 'train.log'}"
         return res
     t = res["train"]
     if t["iters_per_epoch"] and t["epoch_s"]:
@@ -207,10 +210,10 @@ def run_dataset(
         eval_args += [f"--{k}", v]
     print(f"[{name}] evaluate: python -m monai_anomaly {' '.join(eval_args)}", flush=True)
     res["evaluate_command"] = "python -m monai_anomaly " + " ".join(eval_args)
-    res["evaluate"] = run_stage(eval_args, run_dir / "evaluate.log")
+    res["evaluate"] = run_stage(eval_args, side / "evaluate.log")
     mfile = run_dir / "eval" / "metrics.json"
     if res["evaluate"]["rc"] != 0 or not mfile.is_file():
-        res["error"] = f"evaluate failed (rc {res['evaluate']['rc']}), see {run_dir / 'evaluate.log'}"
+        res["error"] = f"evaluate failed (rc {res['evaluate']['rc']}), see {side / 'evaluate.log'}"
         return res
     m = json.loads(mfile.read_text())
     res["slice"] = _metrics(m.get("slice"))

@@ -25,6 +25,16 @@ TINY = ["--image_size", "32", "--channels", "[8,16]", "--strides", "[2,2]", "--l
         "--hidden_size", "32", "--val_interval", "1", "--batch_size", "16"]  # fmt: skip
 
 
+def _make_tiny_sample(dst: Path, **kw) -> Path:
+    """tests/conftest.py's sample maker, loaded by path (``import conftest`` may find tests/apps/conftest.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_reliability_conftest", Path(__file__).with_name("conftest.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_tiny_sample(dst, **kw)
+
+
 def _cli(*argv: str, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(_REPO)}
     env.pop("MONAI_ANOMALY_DEBUG", None)
@@ -136,9 +146,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(tiny_trained_bundle, tmp_pat
 
 def test_resume_keeps_only_the_last_two_epoch_checkpoints(tmp_path):
     """A resumed run did not know the files the interrupted one saved: checkpoint_epoch=3/4 stayed forever."""
-    from conftest import make_tiny_sample
-
-    data = make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
+    data = _make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
     run = tmp_path / "run"
     first = _run("train", data, "--output_dir", run, "--max_epochs", "4", *TINY)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -169,11 +177,9 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_keeps_the_last_good_checkpoint_and_names_the_folder(tiny_trained_bundle, tmp_path, small_disk):
-    from conftest import make_tiny_sample
-
     from monai_anomaly.utils.checkpoints import load_checkpoint
 
-    data = make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
+    data = _make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
     run = small_disk / "run"
     res = _run("train", data, "--output_dir", run, "--max_epochs", "6", *TINY)
     assert res.returncode == 1 and "Traceback" not in res.stderr
