@@ -151,9 +151,8 @@ def _rel_files(folder: Path) -> list[str]:
                 out.append((rootp / d).relative_to(folder).as_posix())
                 dirs.remove(d)
         for f in files:
-            rel = (rootp / f).relative_to(folder).as_posix()
-            if rel not in _OURS:
-                out.append(rel)
+            if f not in _OURS and f != f"{MARKER_NAME}.tmp":  # markers and locks (also of sub-results) are not results
+                out.append((rootp / f).relative_to(folder).as_posix())
     return sorted(out)
 
 
