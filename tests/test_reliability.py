@@ -119,6 +119,26 @@ def test_sigterm_cleans_up_like_ctrl_c(tiny_trained_bundle, tmp_path):
     assert len(json.loads((out / "scores.json").read_text())["scans"]) == 30
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_killed_infer_leaves_a_folder_that_a_rerun_can_replace(tiny_trained_bundle, tmp_path):
+    """SIGKILL allows no clean-up: the marker written first still says the folder is ours and unfinished."""
+    scans = _many_scans(tmp_path / "scans", 30)
+    out = tmp_path / "out"
+    ckpt = tiny_trained_bundle / "models" / "model.pt"
+    proc = _cli("infer", scans, "--ckpt", ckpt, "--output_dir", out)
+    _wait_for(out / "maps", proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    marker = json.loads((out / ".monai_anomaly").read_text())
+    assert marker["command"] == "infer" and marker["complete"] is False
+    again = _run("infer", scans, "--ckpt", ckpt, "--output_dir", out)
+    assert again.returncode == 2 and "did not finish" in again.stderr, again.stderr[-2000:]
+    again = _run("infer", scans, "--ckpt", ckpt, "--output_dir", out, "--overwrite", "true")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(json.loads((out / "scores.json").read_text())["scans"]) == 30
+    assert json.loads((out / ".monai_anomaly").read_text())["complete"] is True
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
 def test_a_second_run_into_a_busy_folder_is_refused(tiny_trained_bundle, tmp_path):
     """Run A is frozen right after it took its folder; B must not write there, and A's result stays A's alone."""
