@@ -53,7 +53,12 @@ def tiny_trained_bundle(request, tmp_path_factory) -> Path:
 
 
 def test_every_bundle_is_tested():
-    assert {"autoencoder_anomaly", "healthy_gan_anomaly", "cyclegan_anomaly"} <= set(BUNDLES)
+    """Every folder of bundles/ is a bundle the parametrized tests run (it has tiny sizes to train with)."""
+    folders = {p.name for p in (REPO / "bundles").iterdir() if p.is_dir()}
+    assert set(BUNDLES) == folders and set(_CONF.TINY_BY_BUNDLE) == folders, (folders, BUNDLES)
+    for name in BUNDLES:
+        for f in ("train.json", "evaluate.json", "inference.json", "metadata.json", "multi_gpu_train.json"):
+            assert (REPO / "bundles" / name / "configs" / f).is_file(), (name, f)
 
 
 def test_method_bundles_are_the_autoencoder_bundle_plus_their_method():
@@ -187,6 +192,7 @@ def test_evaluate_writes_full_report(tiny_trained_bundle, tmp_path):
     metrics = json.loads((ev / "metrics.json").read_text())
     assert 0.0 <= metrics["slice"]["metrics"]["auroc"] <= 1.0
     assert metrics["threshold"]["split"] == "val"
+    assert metrics["run_info"]["bundle"] == bundle.name  # every generated bundle once said autoencoder_anomaly
     with open(ev / "detailed_results.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["label"] for r in rows} == {"0", "1"}  # held-out normals and tumours, no training image
