@@ -46,8 +46,9 @@ class AnomalyReportHandler:
         tensorboard_writer: optional SummaryWriter.
         skipped: files skipped as bad input (a :class:`~monai_anomaly.utils.errors.SkipLog` that the data loading
             fills, a list, or a callable ``engine -> list``).
-        run_info: description of the run stored in the report (the engine's epoch / iteration count are added);
-            a callable value ``engine -> value`` is resolved when the report is written (e.g. the warnings of a
+        run_info: description of the run stored in the report (the engine's epoch / iteration count are added unless it
+            has ``model_epoch``, the epoch of an evaluated checkpoint: an evaluator's own epoch is always 1); a callable
+            value ``engine -> value`` is resolved when the report is written (e.g. the warnings of a
             checkpoint loaded at the start of the run). A ``"warnings"`` list is printed at the top of the report.
         volume_threshold: threshold on volume scores (a float or a callable ``engine -> float``); default: the slice
             threshold (see :func:`~monai_anomaly.reports.writer.write_report`).
@@ -103,11 +104,9 @@ class AnomalyReportHandler:
         if not len(self.collector):
             logger.warning("AnomalyReportHandler: nothing was collected; no report written to %s", self.output_dir)
             return
-        run_info = {
-            **{k: self._resolve(v, engine) for k, v in self.run_info.items()},
-            "epoch": int(engine.state.epoch),
-            "iterations": int(engine.state.iteration),
-        }
+        run_info = {k: self._resolve(v, engine) for k, v in self.run_info.items()}
+        if "model_epoch" not in run_info:  # validation during training: the engine's epoch is the model's
+            run_info.update(epoch=int(engine.state.epoch), iterations=int(engine.state.iteration))
         self.result = write_report(
             self.output_dir,
             self.collector.slice_rows(),

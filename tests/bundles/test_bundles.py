@@ -193,6 +193,9 @@ def test_evaluate_writes_full_report(tiny_trained_bundle, tmp_path):
     assert 0.0 <= metrics["slice"]["metrics"]["auroc"] <= 1.0
     assert metrics["threshold"]["split"] == "val"
     assert metrics["run_info"]["bundle"] == bundle.name  # every generated bundle once said autoencoder_anomaly
+    fitted = torch.load(bundle / "models" / "model.pt", weights_only=True)["threshold"]["fitted_epoch"]
+    assert metrics["run_info"]["model_epoch"] == fitted >= 1  # the checkpoint's epoch, not the evaluator's 1
+    assert "epoch" not in metrics["run_info"]
     with open(ev / "detailed_results.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["label"] for r in rows} == {"0", "1"}  # held-out normals and tumours, no training image
