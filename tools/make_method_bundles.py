@@ -42,6 +42,13 @@ def _ddp(module: str) -> dict[str, Any]:
     }
 
 
+_RELIABILITY_NOTE = (
+    "checkpoints written to a temporary file and renamed (AtomicCheckpointSaver): a full disk or a kill during a "
+    "save keeps the last complete one; an interrupted run's epoch checkpoints pruned after --resume; the evaluation "
+    "report's run_info names this bundle (it said autoencoder_anomaly) and the checkpoint's epoch (model_epoch; it "
+    "printed the evaluator's epoch, 1)"
+)
+
 METHODS: dict[str, dict[str, Any]] = {
     "healthy_gan_anomaly": {
         "variant": "variants/healthy_gan.json",
@@ -54,7 +61,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "metadata": {
             "version": "0.2.1",
             "changelog": {
-                "0.2.1": "checkpoints written to a temporary file and renamed (AtomicCheckpointSaver): a full disk or a kill during a save keeps the last complete one; an interrupted run's epoch checkpoints pruned after --resume; the evaluation report's run_info names this bundle (it said autoencoder_anomaly)",
+                "0.2.1": _RELIABILITY_NOTE,
                 "0.2.0": "train_precision ('auto': bfloat16 autocast on a CUDA device that supports it, float32 "
                 "elsewhere; 'bfloat16' also on a CPU with native bfloat16)",
                 "0.1.0": "first release as its own bundle (was variants/healthy_gan.json of autoencoder_anomaly "
@@ -94,7 +101,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "metadata": {
             "version": "0.2.1",
             "changelog": {
-                "0.2.1": "checkpoints written to a temporary file and renamed (AtomicCheckpointSaver): a full disk or a kill during a save keeps the last complete one; an interrupted run's epoch checkpoints pruned after --resume; the evaluation report's run_info names this bundle (it said autoencoder_anomaly)",
+                "0.2.1": _RELIABILITY_NOTE,
                 "0.2.0": "identity mode computes the identity term from the translations it already has (4 generator "
                 "passes per iteration instead of 6, same gradients); optional perceptual loss from a weight file"
                 " the user gives (perceptual_weights, lambda_perceptual; nothing is downloaded); train_precision"
@@ -130,7 +137,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "metadata": {
             "version": "0.2.1",
             "changelog": {
-                "0.2.1": "checkpoints written to a temporary file and renamed (AtomicCheckpointSaver): a full disk or a kill during a save keeps the last complete one; an interrupted run's epoch checkpoints pruned after --resume; the evaluation report's run_info names this bundle (it said autoencoder_anomaly)",
+                "0.2.1": _RELIABILITY_NOTE,
                 "0.2.0": "diffusion#noise: 'simplex' (AnoDDPM's multi-octave simplex noise, in training and at "
                 "inference) beside the default 'gaussian'; train_precision replaces the fixed bf16-on-CUDA rule",
                 "0.1.0": "first release: AnoDDPM-style partial diffusion of the input (Gaussian noise to t0, "
@@ -175,7 +182,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "metadata": {
             "version": "0.2.1",
             "changelog": {
-                "0.2.1": "checkpoints written to a temporary file and renamed (AtomicCheckpointSaver): a full disk or a kill during a save keeps the last complete one; an interrupted run's epoch checkpoints pruned after --resume; the evaluation report's run_info names this bundle (it said autoencoder_anomaly)",
+                "0.2.1": _RELIABILITY_NOTE,
                 "0.2.0": "diffusion_options#noise ('gaussian' or 'simplex'); train_precision replaces the fixed "
                 "bf16-on-CUDA rule",
                 "0.1.0": "first release: a trained healthy-translation GAN's coarse healthy image, noised to t0 and "
@@ -206,7 +213,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "metadata": {
             "version": "0.1.1",
             "changelog": {
-                "0.1.1": "checkpoints written to a temporary file and renamed (AtomicCheckpointSaver): a full disk or a kill during a save keeps the last complete one; an interrupted run's epoch checkpoints pruned after --resume; the evaluation report's run_info names this bundle (it said autoencoder_anomaly)",
+                "0.1.1": _RELIABILITY_NOTE,
                 "0.1.0": "first release: the supervised reference for the unsupervised bundles, MONAI resnet18 "
                 "(1 channel, 2 classes, random initialisation) trained with cross-entropy on labelled slices of the "
                 "same splits (half of the validation groups join training, the test split is unchanged); the map "
