@@ -396,9 +396,8 @@ def test_multi_gpu_train_runs_with_torchrun_on_cpu(tiny_trained_bundle, tmp_path
     assert (out / "models" / "model.pt").is_file() and (out / "models" / "checkpoint_epoch=1.pt").is_file()
 
 
+@pytest.mark.parametrize("tiny_trained_bundle", ["autoencoder_anomaly"], indirect=True)  # only its option
 def test_vae_variant_trains_and_infers_through_the_same_configs(tiny_trained_bundle, tmp_path):
-    if tiny_trained_bundle.name != "autoencoder_anomaly":
-        pytest.skip("model_type vae is an option of the autoencoder bundle")
     bundle = tmp_path / "vae"
     shutil.copytree(tiny_trained_bundle, bundle, ignore=shutil.ignore_patterns("models", "logs", "eval"))
     run(
