@@ -674,16 +674,17 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every ``except BaseException`` clean-up runs."""
 
 
-def _terminate_like_interrupt() -> None:
+def _terminate_like_interrupt() -> Any:
+    """Make SIGTERM raise :class:`_Terminated`; returns the previous handler (``None`` when it cannot be set)."""
     import signal
 
     def handler(signum, frame):  # noqa: ARG001
         raise _Terminated()
 
     try:
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (e.g. the CLI called from a test's worker thread)
-        pass
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -696,7 +697,7 @@ def main(argv: list[str] | None = None) -> None:
     debug, args = debug_requested(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     previous = None if debug else quiet_tracebacks()
-    _terminate_like_interrupt()
+    previous_sigterm = _terminate_like_interrupt()
     try:
         fire.Fire(AnomalyCLI(), command=args, name="monai_anomaly")
     except _Terminated:
@@ -715,6 +716,10 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if previous is not None:
             logging.setLogRecordFactory(previous)
+        if previous_sigterm is not None:  # main() called from Python (tests, notebooks): leave the handler as found
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -48,10 +48,18 @@ def _cli(*argv: str, **popen) -> subprocess.Popen:
     )
 
 
-def _run(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    p = _cli(*argv)
-    out, err = p.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(argv, p.returncode, out, err)
+def _in_process(capsys, *argv: str) -> subprocess.CompletedProcess:
+    """The CLI's ``main`` in this process, its exit status and what it printed."""
+    from monai_anomaly.cli import main
+
+    capsys.readouterr()
+    code = 0
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, err)
 
 
 @pytest.mark.parametrize("field", ["all", "_target_"])
@@ -102,9 +110,9 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
-def test_sigterm_cleans_up_like_ctrl_c(tiny_trained_bundle, tmp_path):
+def test_sigterm_cleans_up_like_ctrl_c(tiny_trained_bundle, tmp_path, capsys):
     """A terminated infer removes what it wrote (no maps/ left that --overwrite would refuse); a rerun works."""
-    scans = _many_scans(tmp_path / "scans", 30)
+    scans = _many_scans(tmp_path / "scans", 16, shape=(48, 48, 16))
     out = tmp_path / "out"
     ckpt = tiny_trained_bundle / "models" / "model.pt"
     proc = _cli("infer", scans, "--ckpt", ckpt, "--output_dir", out)
@@ -114,15 +122,15 @@ def test_sigterm_cleans_up_like_ctrl_c(tiny_trained_bundle, tmp_path):
     assert proc.returncode == 143, err[-2000:]
     assert "terminated" in err and "Traceback" not in err
     assert not out.exists()  # the folder this run created is gone, lock and marker included
-    res = _run("infer", scans, "--ckpt", ckpt, "--output_dir", out)
+    res = _in_process(capsys, "infer", scans, "--ckpt", ckpt, "--output_dir", out)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert len(json.loads((out / "scores.json").read_text())["scans"]) == 30
+    assert len(json.loads((out / "scores.json").read_text())["scans"]) == 16
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_a_killed_infer_leaves_a_folder_that_a_rerun_can_replace(tiny_trained_bundle, tmp_path):
+def test_a_killed_infer_leaves_a_folder_that_a_rerun_can_replace(tiny_trained_bundle, tmp_path, capsys):
     """SIGKILL allows no clean-up: the marker written first still says the folder is ours and unfinished."""
-    scans = _many_scans(tmp_path / "scans", 30)
+    scans = _many_scans(tmp_path / "scans", 16, shape=(48, 48, 16))
     out = tmp_path / "out"
     ckpt = tiny_trained_bundle / "models" / "model.pt"
     proc = _cli("infer", scans, "--ckpt", ckpt, "--output_dir", out)
@@ -131,16 +139,16 @@ def test_a_killed_infer_leaves_a_folder_that_a_rerun_can_replace(tiny_trained_bu
     proc.communicate(timeout=60)
     marker = json.loads((out / ".monai_anomaly").read_text())
     assert marker["command"] == "infer" and marker["complete"] is False
-    again = _run("infer", scans, "--ckpt", ckpt, "--output_dir", out)
+    again = _in_process(capsys, "infer", scans, "--ckpt", ckpt, "--output_dir", out)
     assert again.returncode == 2 and "did not finish" in again.stderr, again.stderr[-2000:]
-    again = _run("infer", scans, "--ckpt", ckpt, "--output_dir", out, "--overwrite", "true")
+    again = _in_process(capsys, "infer", scans, "--ckpt", ckpt, "--output_dir", out, "--overwrite", "true")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert len(json.loads((out / "scores.json").read_text())["scans"]) == 30
+    assert len(json.loads((out / "scores.json").read_text())["scans"]) == 16
     assert json.loads((out / ".monai_anomaly").read_text())["complete"] is True
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
-def test_a_second_run_into_a_busy_folder_is_refused(tiny_trained_bundle, tmp_path):
+def test_a_second_run_into_a_busy_folder_is_refused(tiny_trained_bundle, tmp_path, capsys):
     """Run A is frozen right after it took its folder; B must not write there, and A's result stays A's alone."""
     scans_a = _many_scans(tmp_path / "a", 4)
     scans_b = _many_scans(tmp_path / "b", 6, shape=(32, 32, 8))
@@ -149,9 +157,9 @@ def test_a_second_run_into_a_busy_folder_is_refused(tiny_trained_bundle, tmp_pat
     a = _cli("infer", scans_a, "--ckpt", ckpt, "--output_dir", out)
     _wait_for(out / ".monai_anomaly.lock", a)
     a.send_signal(signal.SIGSTOP)
-    try:
-        b = _run("infer", scans_b, "--ckpt", ckpt, "--output_dir", out)
-        b_over = _run("infer", scans_b, "--ckpt", ckpt, "--output_dir", out, "--overwrite", "true")
+    try:  # run B in this process (a second interpreter start would cost more than the check)
+        b = _in_process(capsys, "infer", scans_b, "--ckpt", ckpt, "--output_dir", out)
+        b_over = _in_process(capsys, "infer", scans_b, "--ckpt", ckpt, "--output_dir", out, "--overwrite", "true")
     finally:
         a.send_signal(signal.SIGCONT)
     _, err = a.communicate(timeout=300)
@@ -164,18 +172,18 @@ def test_a_second_run_into_a_busy_folder_is_refused(tiny_trained_bundle, tmp_pat
     assert not (out / ".monai_anomaly.lock").exists()
 
 
-def test_resume_keeps_only_the_last_two_epoch_checkpoints(tmp_path):
+def test_resume_keeps_only_the_last_two_epoch_checkpoints(tmp_path, capsys):
     """A resumed run did not know the files the interrupted one saved: checkpoint_epoch=3/4 stayed forever."""
     data = _make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
     run = tmp_path / "run"
-    first = _run("train", data, "--output_dir", run, "--max_epochs", "4", *TINY)
+    first = _in_process(capsys, "train", data, "--output_dir", run, "--max_epochs", "4", *TINY)
     assert first.returncode == 0, first.stderr[-2000:]
     models = run / "models"
     assert sorted(p.name for p in models.glob("checkpoint_epoch=*.pt")) == [
         "checkpoint_epoch=3.pt",
         "checkpoint_epoch=4.pt",
     ]
-    again = _run("train", data, "--output_dir", run, "--max_epochs", "7", "--resume", "true", *TINY)
+    again = _in_process(capsys, "train", data, "--output_dir", run, "--max_epochs", "7", "--resume", "true", *TINY)
     assert again.returncode == 0, again.stderr[-2000:]
     assert sorted(p.name for p in models.glob("checkpoint_epoch=*.pt")) == [
         "checkpoint_epoch=6.pt",
@@ -196,12 +204,14 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_a_full_disk_keeps_the_last_good_checkpoint_and_names_the_folder(tiny_trained_bundle, tmp_path, small_disk):
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_names_the_folder(
+    tiny_trained_bundle, tmp_path, small_disk, capsys
+):
     from monai_anomaly.utils.checkpoints import load_checkpoint
 
     data = _make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
     run = small_disk / "run"
-    res = _run("train", data, "--output_dir", run, "--max_epochs", "6", *TINY)
+    res = _in_process(capsys, "train", data, "--output_dir", run, "--max_epochs", "6", *TINY)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert f"{run}: no space left on the device" in res.stderr.splitlines()[0], res.stderr[-2000:]
     saved = sorted((run / "models").glob("*.pt"))
@@ -213,6 +223,8 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_names_the_folder(tiny_tr
     (small_disk / "filler").write_bytes(b"\0" * (1800 * 1024 - 64 * 1024))
     scans = _many_scans(tmp_path / "scans", 3)
     out = small_disk / "infer"
-    res = _run("infer", scans, "--ckpt", tiny_trained_bundle / "models" / "model.pt", "--output_dir", out)
+    res = _in_process(
+        capsys, "infer", scans, "--ckpt", tiny_trained_bundle / "models" / "model.pt", "--output_dir", out
+    )
     assert res.returncode == 1 and "no space left on the device" in res.stderr.splitlines()[0], res.stderr[-2000:]
     assert str(out) in res.stderr.splitlines()[0] or str(small_disk) in res.stderr.splitlines()[0]

@@ -252,6 +252,7 @@ def test_filter_random_volume_transform_and_dataloader(volumes):
 
 def test_with_load_scan_on_real_volumes(shared_data):
     import monai_anomaly.transforms.io as io
+
     items = build_datalist(shared_data / "ixi_t1_2mm_sample").items[:1]
 
     def axial(d):
@@ -269,6 +270,7 @@ def test_with_load_scan_on_real_volumes(shared_data):
 def test_with_load_scan_and_volume_to_slices_on_brats(shared_data, tmp_path):
     import monai_anomaly.transforms.io as io
     import monai_anomaly.transforms.slicing as slicing
+
     dl = build_datalist(shared_data / "brats2018_sample")
     item = next(it for it in dl.items if it["volume_id"] == "Brats18_CBICA_AOO_1")  # 77 slices with tumour
     volume_transform = Compose(

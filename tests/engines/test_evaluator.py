@@ -172,6 +172,7 @@ def test_normal_reconstruction_loss_metric():
 
 def test_collector_from_handlers_reads_the_evaluator_output():
     import monai_anomaly.handlers.scores as scores_mod  # the project's own module: a broken import must fail
+
     collector = scores_mod.AnomalyScoreCollector()
     ev = ReconstructionEvaluator("cpu", _loader(_items()), TemplateNet(), score_method="max", val_handlers=[collector])
     ev.run()
