@@ -53,63 +53,6 @@ def test_outputs_are_not_overwritten(tmp_path):
     assert (other / "thesis.txt").read_text() == "keep me" and sorted(os.listdir(other)) == ["thesis.txt"]
 
 
-def test_overwrite_deletes_only_the_files_the_marker_lists(tmp_path):
-    """A folder of ours that the user also put a file into: --overwrite removes our files and keeps theirs."""
-    from monai_anomaly.utils.outputs import INFER, claim_output, read_marker
-
-    out = tmp_path / "out"
-    with claim_output(out, INFER) as claim:
-        assert (out / ".monai_anomaly").is_file() and (out / ".monai_anomaly.lock").is_file()
-        (claim.path / "maps").mkdir()
-        (claim.path / "maps" / "a_anomaly_map.nii.gz").write_bytes(b"map")
-        (claim.path / "scores.json").write_text("{}")
-    marker = read_marker(out)
-    assert marker["complete"] and marker["files"] == ["maps/a_anomaly_map.nii.gz", "scores.json"]
-    assert not (out / ".monai_anomaly.lock").exists()
-    (out / "my_notes.txt").write_text("mine")
-    (out / "maps" / "my_drawing.png").write_bytes(b"png")  # a name our patterns would match, but not listed
-    with pytest.raises(FileExistsError, match="holds an earlier inference result; pass --overwrite"):
-        claim_output(out, INFER)
-    claim_output(out, INFER, overwrite=True).finish()
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        ".monai_anomaly",
-        "maps/my_drawing.png",
-        "my_notes.txt",
-    ]
-
-
-def test_a_killed_run_is_recognised_by_its_marker(tmp_path):
-    """The marker is written before anything else: a run killed mid-way leaves a folder we can still replace."""
-    from monai_anomaly.utils.outputs import INFER, claim_output
-
-    out = tmp_path / "out"
-    claim = claim_output(out, INFER)
-    (out / "maps").mkdir()
-    (out / "maps" / "a_anomaly_map.nii.gz").write_bytes(b"half")
-    claim.release()  # what SIGKILL leaves: no file list, complete=false (the lock is stale then)
-    with pytest.raises(FileExistsError, match="did not finish"):
-        claim_output(out, INFER)
-    with claim_output(out, INFER, overwrite=True):
-        assert not (out / "maps").exists()
-
-
-def test_legacy_results_are_recognised_by_their_full_set_of_files(tmp_path):
-    from monai_anomaly.utils.outputs import INFER, OutputNotOursError, claim_output
-
-    old = tmp_path / "old"
-    old.mkdir()
-    for f in ("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt", "metrics.json"):
-        (old / f).write_text("x")
-    with claim_output(old, INFER, overwrite=True):
-        assert sorted(os.listdir(old)) == [".monai_anomaly", ".monai_anomaly.lock"]
-    one_name = tmp_path / "one_name"
-    one_name.mkdir()
-    (one_name / "metrics.json").write_text("another tool's")
-    with pytest.raises(OutputNotOursError):
-        claim_output(one_name, INFER, overwrite=True)
-    assert (one_name / "metrics.json").read_text() == "another tool's"
-
-
 def test_output_inside_the_input_folder_is_refused(tmp_path):
     (tmp_path / "data" / "normal").mkdir(parents=True)
     with pytest.raises(UsageError, match="inside the input folder"):

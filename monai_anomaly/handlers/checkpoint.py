@@ -41,7 +41,6 @@ class AtomicCheckpointSaver(CheckpointSaver):
     def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
         super().__init__(save_dir, save_dict, *args, **kwargs)
         self.n_saved = kwargs.get("n_saved", 1)
-        self.file_prefix = kwargs.get("file_prefix", "")
         for name in ("_final_checkpoint", "_key_metric_checkpoint", "_interval_checkpoint"):
             ckpt = getattr(self, name, None)
             if ckpt is None:
@@ -59,16 +58,22 @@ class AtomicCheckpointSaver(CheckpointSaver):
             engine.add_event_handler(Events.COMPLETED, self.prune)
 
     def prune(self, engine: Engine | None = None) -> None:
-        """Delete interval checkpoints (``<prefix>_epoch=N.pt`` / ``_iteration=N.pt``) beyond the newest ``n_saved``:
-        those of an interrupted run that this one resumed."""
-        unit = "epoch" if self.epoch_level else "iteration"
-        prefix = f"{self.file_prefix}_" if self.file_prefix else ""
-        pattern = re.compile(rf"^{re.escape(prefix)}checkpoint_{unit}=(\d+)\.pt$")
+        """Delete interval checkpoints named like the last one this saver wrote (``checkpoint_epoch=N.pt``,
+        ``model_iteration=N.pt``...) beyond the newest ``n_saved``: those of an interrupted run that this one
+        resumed."""
+        last = getattr(self._interval_checkpoint, "last_checkpoint", None)
+        if not last:
+            return
+        m = re.match(r"^(.*_(?:epoch|iteration))=\d+(\.\w+)$", Path(str(last)).name)
+        if m is None:
+            return
+        stem, ext = m.group(1), m.group(2)
+        pattern = re.compile(rf"^{re.escape(stem)}=(\d+){re.escape(ext)}$")
         found = []
-        for f in Path(self.save_dir).glob(f"{prefix}checkpoint_{unit}=*.pt"):
-            m = pattern.match(f.name)
-            if m:
-                found.append((int(m.group(1)), f))
+        for f in Path(self.save_dir).iterdir():
+            hit = pattern.match(f.name)
+            if hit and f.is_file():
+                found.append((int(hit.group(1)), f))
         for _, f in sorted(found, reverse=True)[self.n_saved :]:
             try:
                 f.unlink()

@@ -49,7 +49,7 @@ __all__ = [
     "OutputNotOursError",
     "claim_output",
     "owned_files",
-    "record_files",
+    "read_marker",
 ]
 
 MARKER_NAME = ".monai_anomaly"
@@ -466,25 +466,3 @@ def claim_output(
                 pass
         raise
     return claim
-
-
-def record_files(folder: str | os.PathLike, files: Iterable[str | os.PathLike], kind: OutputKind) -> None:
-    """Add ``files`` (paths inside ``folder``) to its marker, writing one when it has none (a bundle run through
-    ``python -m monai.bundle run``, which has no CLI claim): later ``--overwrite`` runs may then delete them."""
-    folder = Path(folder).absolute()
-    marker = read_marker(folder)
-    if marker is None:
-        marker = {"tool": "monai_anomaly", "version": __version__, "command": kind.command, "date": _now()}
-        marker["complete"] = True
-    rels = set(marker.get("files", []))
-    for f in files:
-        p = Path(f).absolute()
-        try:
-            rels.add(p.relative_to(folder).as_posix())
-        except ValueError:
-            continue
-    marker["files"] = sorted(rels)
-    try:
-        _write_marker(folder, marker)
-    except OSError:
-        pass
