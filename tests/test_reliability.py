@@ -50,8 +50,16 @@ def _cli(*argv: str, **popen) -> subprocess.Popen:
 
 def _in_process(capsys, *argv: str) -> subprocess.CompletedProcess:
     """The CLI's ``main`` in this process, its exit status and what it printed."""
+    import logging
+
     from monai_anomaly.cli import main
 
+    # a bundle's logging.conf binds handlers to the sys.stderr of the run that read it: an earlier test's captured
+    # stream, closed since; such handlers are dropped (a real process starts with none)
+    for log in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
+        for h in list(log.handlers):
+            if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
+                log.removeHandler(h)
     capsys.readouterr()
     code = 0
     try:
