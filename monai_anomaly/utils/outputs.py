@@ -93,7 +93,15 @@ _REPORT = (
 INFER = OutputKind(
     "infer",
     "inference result",
-    (*_REPORT, "scores.json", "maps/*_anomaly_map.nii.gz", "maps/*_heatmap.png", "maps/*.png", "translations/**"),
+    (
+        *_REPORT,
+        "scores.json",
+        ".scores.json.tmp",
+        "maps/*_anomaly_map.nii.gz",
+        "maps/*_heatmap.png",
+        "maps/*.png",
+        "translations/**",
+    ),
     legacy_required=("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt"),
 )
 EVALUATE = OutputKind(
