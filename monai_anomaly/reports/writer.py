@@ -204,6 +204,12 @@ def _check_output_dir(output_dir: str, overwrite: bool) -> None:
     # earlier version's full set of report files) shows to be ours (utils.outputs); never another tool's files
     kind = INFER if os.path.exists(os.path.join(output_dir, "scores.json")) else EVALUATE
     ours = set(owned_files(output_dir, kind)[0])
+    theirs = sorted(set(existing) - ours)
+    if theirs:
+        raise OutputNotOursError(
+            f"{output_dir}: {', '.join(theirs[:5])} not written by monai_anomaly (the folder has no record of "
+            "them), so overwrite=True does not replace them; choose another output folder."
+        )
     for pattern in _REPORT_PATTERNS:
         for p in glob.glob(os.path.join(output_dir, pattern)):
             if os.path.basename(p) not in ours:

@@ -99,7 +99,6 @@ INFER = OutputKind(
         ".scores.json.tmp",
         "maps/*_anomaly_map.nii.gz",
         "maps/*_heatmap.png",
-        "maps/*.png",
         "translations/**",
     ),
     legacy_required=("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt"),
@@ -436,6 +435,13 @@ def claim_output(
                     f"{folder}: holds an earlier {kind.what}"
                     + (" that did not finish (the run was stopped)" if unfinished else "")
                     + "; pass --overwrite to replace it, or choose another --output_dir."
+                )
+            clobber = [f for f in foreign if _matches(f, kind.patterns)]
+            if clobber and not keep:
+                raise OutputNotOursError(
+                    f"{folder}: holds files monai_anomaly did not write under names that `{kind.command}` writes "
+                    f"({_show(clobber)}); they would be overwritten, so nothing was done. Move them or choose "
+                    "another --output_dir."
                 )
             if foreign:
                 logger.warning(

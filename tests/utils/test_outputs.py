@@ -23,7 +23,7 @@ def test_overwrite_deletes_only_the_files_the_marker_lists(tmp_path):
     assert marker["complete"] and marker["files"] == ["maps/a_anomaly_map.nii.gz", "scores.json"]
     assert not (out / ".monai_anomaly.lock").exists()
     (out / "my_notes.txt").write_text("mine")
-    (out / "maps" / "my_drawing.png").write_bytes(b"png")  # a name our patterns would match, but not listed
+    (out / "maps" / "my_drawing.png").write_bytes(b"png")  # in our maps/ folder, but not listed
     with pytest.raises(FileExistsError, match="holds an earlier inference result; pass --overwrite"):
         claim_output(out, INFER)
     claim_output(out, INFER, overwrite=True).finish()
@@ -94,3 +94,25 @@ def test_owned_files_judges_sub_results_by_their_own_marker(tmp_path):
     (run / "eval" / "mine.txt").write_text("user")
     ours, foreign = owned_files(run, DEMO)
     assert ours == ["eval/metrics.json", "models/model.pt"] and foreign == ["eval/mine.txt"]
+
+
+def test_files_of_another_tool_under_our_names_are_never_overwritten(tmp_path):
+    """A folder of ours holding the user's own metrics.json: --overwrite would write over it, so it is refused."""
+    from monai_anomaly.reports.writer import write_report
+    from monai_anomaly.utils.outputs import INFER, OutputNotOursError, claim_output
+
+    out = tmp_path / "out"
+    with claim_output(out, INFER):
+        (out / "scores.json").write_text("{}")
+    (out / "metrics.json").write_text("the user's own")
+    with pytest.raises(OutputNotOursError, match="metrics.json.*would be overwritten"):
+        claim_output(out, INFER, overwrite=True)
+    # the bundle door (no CLI claim): overwrite=True does not replace a report file it has no record of
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.json").write_text("another tool's")
+    rows = [{"path": "a.png", "volume_id": "a", "slice_index": 0, "label": 0, "score": 0.1}]
+    with pytest.raises(OutputNotOursError, match="metrics.json not written by monai_anomaly"):
+        write_report(str(other), rows, overwrite=True)
+    assert (out / "metrics.json").read_text() == "the user's own"
+    assert (other / "metrics.json").read_text() == "another tool's"
