@@ -600,63 +600,29 @@ class AnomalyCLI:
             val_fraction, test_fraction, seed: the split to check (the bundle's train.json defaults).
             warn_auroc: shortcut AUROC at or above which the report warns.
         """
-        from monai_anomaly.utils.outputs import AUDIT, claim_output
+        from monai_anomaly.data.audit import AUDIT, audit_dataset, write_audit_report
+        from monai_anomaly.utils.outputs import claim_output
 
         overwrite, skip_bad = _flag(overwrite, "overwrite"), _flag(skip_bad, "skip_bad")
         _refuse_inside_input(Path(output_dir).expanduser().resolve(), dataset_dir, "audit report")
-        claim = claim_output(output_dir, AUDIT, overwrite=overwrite)  # fail before reading thousands of files
-        with claim:
-            self._audit(
-                claim.path,
+        with claim_output(output_dir, AUDIT, overwrite=overwrite) as claim:  # before reading thousands of files
+            result = audit_dataset(
                 dataset_dir,
-                layout,
-                skip_bad,
-                default_label,
-                hash_method,
-                hash_size,
-                hash_threshold,
-                min_correlation,
-                val_fraction,
-                test_fraction,
-                seed,
-                warn_auroc,
+                layout=layout,
+                skip_bad=skip_bad,
+                default_label=default_label,
+                hash_method=hash_method,
+                hash_size=hash_size,
+                hash_threshold=hash_threshold,
+                min_correlation=min_correlation,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                seed=seed,
+                warn_auroc=warn_auroc,
             )
-
-    @staticmethod
-    def _audit(
-        output_dir,
-        dataset_dir,
-        layout,
-        skip_bad,
-        default_label,
-        hash_method,
-        hash_size,
-        hash_threshold,
-        min_correlation,
-        val_fraction,
-        test_fraction,
-        seed,
-        warn_auroc,
-    ) -> None:
-        from monai_anomaly.data.audit import audit_dataset, write_audit_report
-
-        result = audit_dataset(
-            dataset_dir,
-            layout=layout,
-            skip_bad=skip_bad,
-            default_label=default_label,
-            hash_method=hash_method,
-            hash_size=hash_size,
-            hash_threshold=hash_threshold,
-            min_correlation=min_correlation,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=seed,
-            warn_auroc=warn_auroc,
-        )
-        out = write_audit_report(result, output_dir, overwrite=True)  # the folder was claimed by audit()
-        print("\n".join(f"- {s}" for s in result.findings))
-        print(f"audit report written to {out} (start with {out / 'audit_report.txt'})")
+            out = write_audit_report(result, claim.path, overwrite=True)  # the folder was claimed above
+            print("\n".join(f"- {s}" for s in result.findings))
+            print(f"audit report written to {out} (start with {out / 'audit_report.txt'})")
 
 
 def _output_arg(args: list[str]) -> str | None:

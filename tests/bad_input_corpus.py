@@ -364,37 +364,16 @@ def _reliability_cases(root: Path, ckpt: Path, rng: np.random.Generator, infer, 
             )
         )
     # a saved setting of the wrong type, a NaN threshold
-    if ckpt.is_file():
-        _edited_checkpoint(ckpt, d / "typed" / "image_size_text.pt", settings__image_size="64x")
-        _edited_checkpoint(ckpt, d / "typed" / "nan_threshold.pt", threshold__threshold__value=float("nan"))
-        _edited_checkpoint(ckpt, d / "typed" / "nan_volume_threshold.pt", threshold__volume_threshold=float("nan"))
-    cases.append(
-        infer(
-            "ckpt_setting_wrong_type",
-            scan,
-            model=d / "typed" / "image_size_text.pt",
-            names="image_size_text.pt",
-            phrase="image_size = '64x' is not a whole number",
-        )  # fmt: skip
-    )
-    cases.append(
-        infer(
-            "ckpt_nan_threshold",
-            scan,
-            model=d / "typed" / "nan_threshold.pt",
-            names="nan_threshold.pt",
-            phrase="not a finite number",
-        )  # fmt: skip
-    )
-    cases.append(
-        infer(
-            "ckpt_nan_volume_threshold",
-            scan,
-            model=d / "typed" / "nan_volume_threshold.pt",
-            names="nan_volume_threshold.pt",
-            phrase="volume threshold is nan",
-        )  # fmt: skip
-    )
+    for name, change, phrase in (
+        ("image_size_text", {"settings__image_size": "64x"}, "image_size = '64x' is not a whole number"),
+        ("nan_threshold", {"threshold__threshold__value": float("nan")}, "not a finite number"),
+        ("nan_volume_threshold", {"threshold__volume_threshold": float("nan")}, "volume threshold is nan"),
+    ):
+        model = d / "typed" / f"{name}.pt"
+        if ckpt.is_file():
+            _edited_checkpoint(ckpt, model, **change)
+        case = "ckpt_setting_wrong_type" if name == "image_size_text" else f"ckpt_{name}"
+        cases.append(infer(case, scan, model=model, names=model.name, phrase=phrase))
 
     # 2. true/false words: every boolean option, the same way; other words refused
     earlier = out("earlier_result_false_word")

@@ -117,15 +117,21 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
+def _infer_stopped_mid_run(bundle: Path, tmp_path: Path, sig: int):
+    """Start ``infer`` on 16 volumes and send ``sig`` once it has written its first map."""
+    scans = _many_scans(tmp_path / "scans", 16, shape=(48, 48, 16))
+    out = tmp_path / "out"
+    ckpt = bundle / "models" / "model.pt"
+    proc = _cli("infer", scans, "--ckpt", ckpt, "--output_dir", out)
+    _wait_for(out / "maps", proc)
+    proc.send_signal(sig)
+    return scans, out, ckpt, proc
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
 def test_sigterm_cleans_up_like_ctrl_c(tiny_trained_bundle, tmp_path, capsys):
     """A terminated infer removes what it wrote (no maps/ left that --overwrite would refuse); a rerun works."""
-    scans = _many_scans(tmp_path / "scans", 16, shape=(48, 48, 16))
-    out = tmp_path / "out"
-    ckpt = tiny_trained_bundle / "models" / "model.pt"
-    proc = _cli("infer", scans, "--ckpt", ckpt, "--output_dir", out)
-    _wait_for(out / "maps", proc)
-    proc.send_signal(signal.SIGTERM)
+    scans, out, ckpt, proc = _infer_stopped_mid_run(tiny_trained_bundle, tmp_path, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "terminated" in err and "Traceback" not in err
@@ -138,12 +144,7 @@ def test_sigterm_cleans_up_like_ctrl_c(tiny_trained_bundle, tmp_path, capsys):
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_killed_infer_leaves_a_folder_that_a_rerun_can_replace(tiny_trained_bundle, tmp_path, capsys):
     """SIGKILL allows no clean-up: the marker written first still says the folder is ours and unfinished."""
-    scans = _many_scans(tmp_path / "scans", 16, shape=(48, 48, 16))
-    out = tmp_path / "out"
-    ckpt = tiny_trained_bundle / "models" / "model.pt"
-    proc = _cli("infer", scans, "--ckpt", ckpt, "--output_dir", out)
-    _wait_for(out / "maps", proc)
-    proc.kill()
+    scans, out, ckpt, proc = _infer_stopped_mid_run(tiny_trained_bundle, tmp_path, signal.SIGKILL)
     proc.communicate(timeout=60)
     marker = json.loads((out / ".monai_anomaly").read_text())
     assert marker["command"] == "infer" and marker["complete"] is False

@@ -44,6 +44,7 @@ from monai_anomaly.data.layouts import IMAGE_2D_SUFFIXES, build_datalist
 from monai_anomaly.data.splits import split_datalist
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError, SkipLog
+from monai_anomaly.utils.outputs import OutputKind
 
 imagehash, _has_imagehash = optional_import("imagehash")
 nib, _ = optional_import("nibabel")
@@ -55,6 +56,7 @@ __all__ = [
     "FEATURES_2D",
     "FEATURES_3D",
     "FILE_FEATURES",
+    "AUDIT",
     "REPORT_FILES",
     "STD_LUMINANCE_QTABLE",
     "THUMB_KEY",
@@ -144,6 +146,8 @@ REPORT_FILES = (
     "audit_features.png",
     "audit_shortcut.png",
 )
+# the audit's output folder rule (monai_anomaly.utils.outputs): the files above, an earlier one known by its report
+AUDIT = OutputKind("audit", "audit report", REPORT_FILES, legacy_required=("audit_report.txt", "audit.json"))
 _COLOUR_MODES = {"RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _HF_SIZE = 128  # images are resized to this before the high-frequency energy, so their size does not bias it
 _THUMB = 32  # side of the thumbnails whose correlation checks a hash link

@@ -23,7 +23,8 @@ logger = logging.getLogger("monai_anomaly")
 
 class AtomicCheckpointSaver(CheckpointSaver):
     """:class:`monai.handlers.CheckpointSaver` whose files are written to a temporary name and renamed, and which
-    keeps only the newest ``n_saved`` epoch checkpoints on disk, also after ``--resume``.
+    keeps only the newest ``n_saved`` epoch checkpoints on disk, also after ``--resume`` (with ``n_saved=None`` it
+    keeps all, as MONAI's does).
 
     MONAI writes checkpoints in place (``atomic=False``) and ignite deletes the file it replaces before writing the
     new one, so a full disk or a kill during a save could leave a truncated ``checkpoint_epoch=N.pt`` or no
@@ -40,7 +41,6 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
     def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
         super().__init__(save_dir, save_dict, *args, **kwargs)
-        self.n_saved = kwargs.get("n_saved", 1)
         for name in ("_final_checkpoint", "_key_metric_checkpoint", "_interval_checkpoint"):
             ckpt = getattr(self, name, None)
             if ckpt is None:
@@ -52,17 +52,24 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
     def attach(self, engine: Engine) -> None:
         super().attach(engine)
-        if getattr(self, "_interval_checkpoint", None) is not None and self.n_saved and self.n_saved > 0:
+        if self._keep_last() is not None:
             event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
             engine.add_event_handler(event, self.prune)
             engine.add_event_handler(Events.COMPLETED, self.prune)
+
+    def _keep_last(self) -> int | None:
+        """How many interval checkpoints ignite keeps (``n_saved``); ``None`` when all are kept or none are saved."""
+        interval = getattr(self, "_interval_checkpoint", None)
+        n = getattr(interval, "n_saved", None)
+        return n if isinstance(n, int) and n > 0 else None
 
     def prune(self, engine: Engine | None = None) -> None:
         """Delete interval checkpoints named like the last one this saver wrote (``checkpoint_epoch=N.pt``,
         ``model_iteration=N.pt``...) beyond the newest ``n_saved``: those of an interrupted run that this one
         resumed."""
+        keep = self._keep_last()
         last = getattr(self._interval_checkpoint, "last_checkpoint", None)
-        if not last:
+        if keep is None or not last:
             return
         m = re.match(r"^(.*_(?:epoch|iteration))=\d+(\.\w+)$", Path(str(last)).name)
         if m is None:
@@ -74,7 +81,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
             hit = pattern.match(f.name)
             if hit and f.is_file():
                 found.append((int(hit.group(1)), f))
-        for _, f in sorted(found, reverse=True)[self.n_saved :]:
+        for _, f in sorted(found, reverse=True)[keep:]:
             try:
                 f.unlink()
                 logger.debug("removed old checkpoint %s", f)

@@ -26,12 +26,11 @@ from monai_anomaly.reports.nifti import save_map_nifti
 from monai_anomaly.reports.plots import plot_panel, plot_pr, plot_roc, plot_score_distribution
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
 from monai_anomaly.utils.errors import BadInputError
-from monai_anomaly.utils.outputs import EVALUATE, INFER, OutputNotOursError, owned_files
+from monai_anomaly.utils.outputs import EVALUATE, INFER, REPORT_FILES, REPORT_PATTERNS, OutputNotOursError, owned_files
 from monai_anomaly.utils.text import safe_file_stem, safe_text
 
 __all__ = [
     "DETAILED_COLUMNS",
-    "REPORT_FILES",
     "VOLUME_COLUMNS",
     "as_threshold",
     "evaluate_scores",
@@ -44,16 +43,6 @@ logger = logging.getLogger("monai_anomaly")
 
 DETAILED_COLUMNS = ("path", "volume_id", "slice_index", "label", "score", "prediction")
 VOLUME_COLUMNS = ("volume_id", "n_slices", "label", "volume_score", "prediction")
-REPORT_FILES = (
-    "detailed_results.csv",
-    "volume_results.csv",
-    "metrics.json",
-    "anomaly_report.txt",
-    "roc_curve.png",
-    "pr_curve.png",
-    "score_distribution.png",
-)
-_REPORT_PATTERNS = ("top_anomaly_*.png", "anomaly_map_*.nii.gz")
 
 PanelSource = Mapping[int, Sequence[Any]] | Callable[[dict[str, Any]], Sequence[Any] | None]
 
@@ -105,10 +94,6 @@ def _label(v: Any) -> int:
     except (TypeError, ValueError):
         return -1
     return int(f) if math.isfinite(f) and int(f) in (0, 1) else -1
-
-
-def _safe_name(v: Any) -> str:
-    return safe_file_stem(str(v))
 
 
 def _normalise_rows(slice_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -191,7 +176,7 @@ def _level_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | No
 def _check_output_dir(output_dir: str, overwrite: bool) -> None:
     os.makedirs(output_dir, exist_ok=True)
     existing = [f for f in REPORT_FILES if os.path.exists(os.path.join(output_dir, f))]
-    for pattern in _REPORT_PATTERNS:
+    for pattern in REPORT_PATTERNS:
         existing += [os.path.basename(p) for p in glob.glob(os.path.join(output_dir, pattern))]
     if not existing:
         return
@@ -210,7 +195,7 @@ def _check_output_dir(output_dir: str, overwrite: bool) -> None:
             f"{output_dir}: {', '.join(theirs[:5])} not written by monai_anomaly (the folder has no record of "
             "them), so overwrite=True does not replace them; choose another output folder."
         )
-    for pattern in _REPORT_PATTERNS:
+    for pattern in REPORT_PATTERNS:
         for p in glob.glob(os.path.join(output_dir, pattern)):
             if os.path.basename(p) not in ours:
                 raise OutputNotOursError(
@@ -479,7 +464,7 @@ def write_report(
         )
         plot_panel(image, recon, amap, _p(f"top_anomaly_{rank}.png"), title=title)
     for vid, (vmap, affine) in (volume_maps or {}).items():
-        name = f"anomaly_map_{_safe_name(vid)}.nii.gz"
+        name = f"anomaly_map_{safe_file_stem(str(vid))}.nii.gz"
         save_map_nifti(vmap, affine, _p(name), overwrite=True)  # folder-level overwrite was checked above
 
     files["metrics.json"] = os.path.join(output_dir, "metrics.json")

@@ -36,12 +36,13 @@ from typing import Any
 from monai_anomaly.utils.version import __version__
 
 __all__ = [
-    "AUDIT",
     "DEMO",
     "EVALUATE",
     "INFER",
     "LOCK_NAME",
     "MARKER_NAME",
+    "REPORT_FILES",
+    "REPORT_PATTERNS",
     "TRAIN",
     "OutputKind",
     "OutputClaim",
@@ -77,7 +78,8 @@ class OutputKind:
     subfolders: tuple[str, ...] = ()
 
 
-_REPORT = (
+# what the report writer (monai_anomaly.reports.writer.write_report) writes into a report folder
+REPORT_FILES = (
     "detailed_results.csv",
     "volume_results.csv",
     "metrics.json",
@@ -85,11 +87,9 @@ _REPORT = (
     "roc_curve.png",
     "pr_curve.png",
     "score_distribution.png",
-    "top_anomaly_*.png",
-    "anomaly_map_*.nii.gz",
-    "quality.json",
-    "report.html",
 )
+REPORT_PATTERNS = ("top_anomaly_*.png", "anomaly_map_*.nii.gz")
+_REPORT = (*REPORT_FILES, *REPORT_PATTERNS, "quality.json")
 INFER = OutputKind(
     "infer",
     "inference result",
@@ -122,21 +122,6 @@ DEMO = OutputKind(
     (*TRAIN.patterns, "scans/*.nii.gz"),
     legacy_required=("models/model.pt", "eval/anomaly_report.txt", "infer/scores.json"),
     subfolders=("eval", "infer"),
-)
-AUDIT = OutputKind(
-    "audit",
-    "audit report",
-    (
-        "audit_report.txt",
-        "audit.json",
-        "audit_images.csv",
-        "duplicate_groups.csv",
-        "audit_features.png",
-        "audit_shortcut.png",
-        "*.png",
-        "*.csv",
-    ),
-    legacy_required=("audit_report.txt", "audit.json"),
 )
 
 
@@ -396,7 +381,8 @@ def claim_output(
 
     Args:
         output_dir: the folder (created if missing).
-        kind: what the command writes (:data:`INFER`, :data:`EVALUATE`, :data:`TRAIN`, :data:`DEMO`, :data:`AUDIT`).
+        kind: what the command writes (:data:`INFER`, :data:`EVALUATE`, :data:`TRAIN`, :data:`DEMO`, or the audit's
+            ``monai_anomaly.data.audit.AUDIT``).
         overwrite: delete an earlier result of ours first (only the files its marker lists; other files are kept).
         keep: keep an earlier result of ours as it is (``train --resume``): the folder must be ours.
         argv: the command line, recorded in the marker.
