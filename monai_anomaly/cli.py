@@ -600,7 +600,8 @@ class AnomalyCLI:
             val_fraction, test_fraction, seed: the split to check (the bundle's train.json defaults).
             warn_auroc: shortcut AUROC at or above which the report warns.
         """
-        from monai_anomaly.data.audit import AUDIT, audit_dataset, write_audit_report
+        from monai_anomaly.data.audit.report import AUDIT, write_audit_report
+        from monai_anomaly.data.audit.run import audit_dataset
         from monai_anomaly.utils.outputs import claim_output
 
         overwrite, skip_bad = _flag(overwrite, "overwrite"), _flag(skip_bad, "skip_bad")

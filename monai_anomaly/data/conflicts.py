@@ -86,7 +86,7 @@ def find_label_conflicts(
             seen.add(frozenset(str(p) for p, _ in members))
             out.append({"kind": "exact", "paths": [str(p) for p, _ in members], "labels": [lab for _, lab in members]})
     if near and _has_imagehash:
-        from monai_anomaly.data.audit import hamming_pairs
+        from monai_anomaly.data.audit.duplicates import hamming_pairs
 
         imgs = [(p, lab) for p, lab in rows if p.suffix.lower() in _IMAGE_SUFFIXES]
         found = [(p, lab, _phash(p)) for p, lab in imgs]

@@ -382,7 +382,7 @@ def claim_output(
     Args:
         output_dir: the folder (created if missing).
         kind: what the command writes (:data:`INFER`, :data:`EVALUATE`, :data:`TRAIN`, :data:`DEMO`, or the audit's
-            ``monai_anomaly.data.audit.AUDIT``).
+            ``monai_anomaly.data.audit.report.AUDIT``).
         overwrite: delete an earlier result of ours first (only the files its marker lists; other files are kept).
         keep: keep an earlier result of ours as it is (``train --resume``): the folder must be ours.
         argv: the command line, recorded in the marker.
