@@ -97,7 +97,7 @@ def parse_train_log(text: str) -> dict[str, Any]:
     ]
     val = [
         _secs(*m.groups())
-        for m in re.finditer(r"ReconstructionEvaluator - INFO - Epoch\[\d+\] Complete\. Time taken: " + _TIME, text)
+        for m in re.finditer(r"AnomalyEvaluator - INFO - Epoch\[\d+\] Complete\. Time taken: " + _TIME, text)
     ]
     iters = [int(x) for x in re.findall(r"train \[\d+/\d+\]: \[\d+/(\d+)\]", text)]
     started = re.search(

@@ -8,6 +8,7 @@ config ids (e.g. ``--max_epochs 5 --image_size 64``).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -159,6 +160,30 @@ def _check_options(defaults: dict[str, Any], override: dict[str, Any], command: 
         d = defaults.get(k)
         out[k] = _as_type_of(d, v, k)
     return out
+
+
+def _run_dir(output_dir: str | None, bundle: str | os.PathLike) -> Path:
+    """The training run's folder: ``output_dir``, or ``runs/<bundle name>`` by default."""
+    if output_dir is None:
+        output_dir = os.path.join("runs", Path(str(bundle)).name)
+    return Path(output_dir).expanduser().resolve()
+
+
+def _check_thresholds(override: dict[str, Any]) -> dict[str, Any]:
+    """``--threshold`` / ``--volume_threshold`` must be finite numbers (they replace the fitted thresholds)."""
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    for name in ("threshold", "volume_threshold"):
+        if override.get(name) is None:
+            continue
+        try:
+            value = float(override[name])
+        except (TypeError, ValueError):
+            raise UsageError(f"--{name} takes a number, not {override[name]!r}") from None
+        if not math.isfinite(value):
+            raise UsageError(f"--{name} must be a finite number, not {override[name]!r}")
+        override[name] = value
+    return override
 
 
 def _as_type_of(default: Any, value: Any, name: str) -> Any:
@@ -332,7 +357,8 @@ def _demo_summary(report: Path, infer_dir: Path, total: float) -> str:
         f"Slice AUROC {sl.get('auroc', float('nan')):.3f}, AUPRC {sl.get('auprc', float('nan')):.3f}: AUROC is the "
         "chance that a slice through a lesion scores above a lesion-free slice (0.5 is chance, 1 perfect).",
         f"  report:   {report / 'anomaly_report.txt'}",
-        f"  pictures: {report}/roc_curve.png, score_distribution.png, top_anomaly_*.png (image | heatmap | overlay)",
+        f"  pictures: {report}/roc_curve.png, score_distribution.png, top_anomaly_*.png (image | reconstruction | "
+        "difference | map)",
         "Whole scans scored end to end (volume score = mean of the top 5 % slice scores):",
     ]
     scans = json.loads((infer_dir / "scores.json").read_text())["scans"]
@@ -343,6 +369,16 @@ def _demo_summary(report: Path, infer_dir: Path, total: float) -> str:
             f"{'n/a' if vt is None else f'{vt:.4g}'} -> {sc.get('prediction')}"
         )
         lines.append(f"    heatmap: {sc.get('anomaly_map')}")
+    if scans:
+        t = scans[0].get("thresholds") or {}
+        sl = t.get("slice") or {}
+        params = sl.get("params") or {}
+        lines.append(
+            f"Decided by the {scans[0].get('decided_by', 'volume threshold')}; the slice threshold "
+            f"{sl.get('value', float('nan')):.4g} is mean + {params.get('k', 3):g} std of {params.get('n', '?')} "
+            f"normal validation slice scores, fitted at epoch {t.get('model_epoch')}. evaluate and infer score each "
+            "slice the same way, at the training size, so they report the same volume score."
+        )
     lines += [
         "  open a heatmap over its scan in 3D Slicer or ITK-SNAP (same affine); per-slice scores: "
         f"{infer_dir / 'detailed_results.csv'}",
@@ -357,7 +393,7 @@ class AnomalyCLI:
     def train(
         self,
         dataset_dir: str,
-        output_dir: str = "runs/autoencoder_anomaly",
+        output_dir: str | None = None,
         bundle: str = DEFAULT_BUNDLE,
         resume: bool = False,
         overwrite: bool = False,
@@ -372,7 +408,7 @@ class AnomalyCLI:
 
         Args:
             dataset_dir: folder in one of the supported layouts (see docs/data.md) or a CSV manifest.
-            output_dir: where checkpoints and logs go (not inside ``dataset_dir``).
+            output_dir: where checkpoints and logs go (not inside ``dataset_dir``); default ``runs/<bundle name>``.
             bundle: bundle name (in bundles/) or path.
             resume: continue from the last checkpoint in ``<output_dir>/models`` (at most the current epoch is lost).
             overwrite: delete an earlier run's models/, logs/ and eval/ in ``output_dir`` first.
@@ -388,7 +424,7 @@ class AnomalyCLI:
             raise UsageError("--resume continues an earlier run and --overwrite deletes it: give one of them.")
         configs = ["train.json", *_extra_configs(config)]
         override = _check_options(_config_defaults(bundle, configs), override, "train")
-        out = Path(output_dir).expanduser().resolve()
+        out = _run_dir(output_dir, bundle)
         _refuse_inside_input(out, dataset_dir)
         if not resume and _has_checkpoint(out / "models") and not overwrite:
             raise FileExistsError(
@@ -410,7 +446,7 @@ class AnomalyCLI:
     def evaluate(
         self,
         dataset_dir: str,
-        output_dir: str = "runs/autoencoder_anomaly",
+        output_dir: str | None = None,
         bundle: str = DEFAULT_BUNDLE,
         overwrite: bool = False,
         config: str | None = None,
@@ -420,6 +456,9 @@ class AnomalyCLI:
 
         Pass the same ``--config`` as to ``train`` so that the split matches; the network, preprocessing and scoring
         settings are read from ``<output_dir>/models/model.pt`` (an option that contradicts them is refused).
+
+        ``output_dir`` is the training run's folder (default ``runs/<bundle name>``). ``--threshold`` and
+        ``--volume_threshold`` replace the fitted slice and volume thresholds; the report says which decided.
 
         ``--eval_mode transductive`` scores the unannotated mixed training set with its true labels revealed
         (Brainomaly's transductive mode) instead of the test split; ``--eval_dir`` puts the report elsewhere.
@@ -439,8 +478,8 @@ class AnomalyCLI:
 
         overwrite = _flag(overwrite, "overwrite")
         configs = ["train.json", "evaluate.json", *_extra_configs(config)]
-        override = _check_options(_config_defaults(bundle, configs), override, "evaluate")
-        out = Path(output_dir).expanduser().resolve()
+        override = _check_thresholds(_check_options(_config_defaults(bundle, configs), override, "evaluate"))
+        out = _run_dir(output_dir, bundle)
         ckpt = out / "models" / "model.pt"
         if not ckpt.is_file():
             raise FileNotFoundError(f"{ckpt}: no trained model; run `train` first.")
@@ -485,11 +524,14 @@ class AnomalyCLI:
                 ``models/model.pt``). Its settings (image size, intensity, map, score, aggregation) are used.
             overwrite: replace an earlier result in ``output_dir`` whole.
             skip_bad: skip unreadable files (named in a warning and in the report) instead of stopping.
+            override: other config ids; ``--threshold`` / ``--volume_threshold`` replace the model's fitted slice /
+                volume threshold (a volume threshold derived from the slice one follows ``--threshold``); scores.json
+                and the report say which threshold decided.
         """
         from monai_anomaly.utils.outputs import INFER, claim_output
 
         overwrite, skip_bad = _flag(overwrite, "overwrite"), _flag(skip_bad, "skip_bad")
-        override = _check_options(_config_defaults(bundle, ["inference.json"]), override, "infer")
+        override = _check_thresholds(_check_options(_config_defaults(bundle, ["inference.json"]), override, "infer"))
         out = Path(output_dir).expanduser().resolve()
         if not Path(input).expanduser().exists():
             raise FileNotFoundError(f"{Path(input).expanduser().resolve()}: no such file or folder.")

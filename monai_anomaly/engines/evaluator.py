@@ -1,4 +1,4 @@
-"""Evaluator of reconstruction-based anomaly detectors: per-slice output contract and ``val_recon_loss``."""
+"""The evaluator of every method: per-slice output contract, slice scores and ``val_normal_loss``."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from torch.utils.data import DataLoader
 
 from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lower_is_better, unpack_batch
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
-from monai_anomaly.networks.classifier import SliceClassifier
-from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
-from monai_anomaly.scoring.slice_scores import SLICE_SCORE_METHODS, slice_scores
+from monai_anomaly.scoring.slice_scores import SCORE_REGIONS, SLICE_SCORE_METHODS, score_slices
 from monai_anomaly.utils.enums import AnomalyKeys
 
 if TYPE_CHECKING:
@@ -40,11 +38,11 @@ sync_all_reduce, _ = optional_import(
     "ignite.metrics.metric", IgniteInfo.OPT_IMPORT_VERSION, min_version, "sync_all_reduce", as_type="decorator"
 )
 
-__all__ = ["VAL_RECON_LOSS", "NormalReconstructionLoss", "ReconstructionEvaluator"]
+__all__ = ["VAL_NORMAL_LOSS", "AnomalyEvaluator", "NormalValidationLoss"]
 
 logger = logging.getLogger("monai_anomaly")
 
-VAL_RECON_LOSS = "val_recon_loss"
+VAL_NORMAL_LOSS = "val_normal_loss"
 
 
 def _flat(v: Any, n: int, default: float) -> torch.Tensor:
@@ -59,13 +57,13 @@ def _flat(v: Any, n: int, default: float) -> torch.Tensor:
 
 
 def _losses_and_labels(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample ``recon_loss`` and ``label`` of an evaluator output (batched dict or list of per-sample dicts)."""
+    """Per-sample ``val_loss`` and ``label`` of an evaluator output (batched dict or list of per-sample dicts)."""
     items = output if isinstance(output, (list, tuple)) else [output]
     losses, labels = [], []
     for item in items:
-        if not isinstance(item, Mapping) or LossKeys.RECON_LOSS not in item:
+        if not isinstance(item, Mapping) or LossKeys.VAL_LOSS not in item:
             continue
-        loss = _flat(item[LossKeys.RECON_LOSS], 1, math.nan)
+        loss = _flat(item[LossKeys.VAL_LOSS], 1, math.nan)
         losses.append(loss)
         labels.append(_flat(item.get(AnomalyKeys.LABEL), loss.numel(), 0))
     if not losses:
@@ -73,14 +71,14 @@ def _losses_and_labels(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(losses), torch.cat(labels)
 
 
-class NormalReconstructionLoss(Metric):
-    """Mean per-sample reconstruction loss over the NORMAL samples (label 0) of a run; lower is better.
+class NormalValidationLoss(Metric):
+    """Mean per-sample validation loss over the NORMAL samples (label 0) of a run; lower is better.
 
-    Reads ``recon_loss`` and ``label`` from the evaluator output (samples without a label count as normal, labels 1
-    and -1 are left out). This is :class:`ReconstructionEvaluator`'s default key metric ``val_recon_loss``: it
+    Reads ``val_loss`` and ``label`` from the evaluator output (samples without a label count as normal, labels 1
+    and -1 are left out). This is :class:`AnomalyEvaluator`'s default key metric ``val_normal_loss``: it
     needs no anomalies in the validation split, so it works for checkpoint selection and early stopping on a
     normal-only validation set (use ``CheckpointSaver(key_metric_negative_sign=True)`` and
-    ``EarlyStopHandler(score_function=lambda e: -e.state.metrics["val_recon_loss"])``).
+    ``EarlyStopHandler(score_function=lambda e: -e.state.metrics["val_normal_loss"])``).
 
     Args:
         output_transform: turns ``engine.state.output`` into ``(losses, labels)`` tensors.
@@ -88,7 +86,7 @@ class NormalReconstructionLoss(Metric):
 
     Example:
         >>> import torch
-        >>> m = NormalReconstructionLoss()
+        >>> m = NormalValidationLoss()
         >>> m.update((torch.tensor([0.1, 0.9, 0.3]), torch.tensor([0, 1, 0])))
         >>> round(m.compute(), 6)
         0.2
@@ -118,69 +116,54 @@ class NormalReconstructionLoss(Metric):
     @sync_all_reduce("_sum", "_num")
     def compute(self) -> float:
         if float(self._num) == 0:
-            logger.warning("val_recon_loss: no normal (label 0) samples in this run; the metric is NaN")
+            logger.warning("val_normal_loss: no normal (label 0) samples in this run; the metric is NaN")
             return math.nan
         return float(self._sum / self._num)
 
 
-def _classifier_of(network: torch.nn.Module) -> SliceClassifier | None:
-    """The :class:`SliceClassifier` inside ``network`` (bare, in DDP or in the inference wrapper), else ``None``."""
-    for _ in range(3):
-        if isinstance(network, SliceClassifier):
-            return network
-        network = getattr(network, "module", None) or getattr(network, "model", None)
-        if network is None:
-            return None
-    return None
+class AnomalyEvaluator(SupervisedEvaluator):
+    """MONAI :class:`~monai.engines.SupervisedEvaluator` of every method, on 2D slices at the training size.
 
-
-class ReconstructionEvaluator(SupervisedEvaluator):
-    """MONAI :class:`~monai.engines.SupervisedEvaluator` for reconstruction methods, yielding the output contract.
-
-    Per batch, ``engine.state.output`` holds (keys :class:`~monai_anomaly.utils.enums.AnomalyKeys`) ``image``,
-    ``reconstruction``, ``anomaly_map`` ``(B, 1, H, W)`` (:func:`~monai_anomaly.scoring.maps.compute_anomaly_map`),
-    ``score`` ``(B,)`` (:func:`~monai_anomaly.scoring.slice_scores.slice_scores`), ``label`` (``-1`` when the batch
-    has none), ``volume_id``, ``slice_index`` (from the batch; ``""`` / ``0`` when absent) and ``recon_loss``
-    (per-sample reconstruction loss); with ``decollate=True`` (default) it becomes one dict per sample, which is
-    what :class:`~monai_anomaly.handlers.scores.AnomalyScoreCollector` and
+    Per batch it calls the anomaly model's :meth:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet.predict` (the
+    same call as ``infer``, MONAI Label and the exported model) and the one slice scorer
+    :func:`~monai_anomaly.scoring.slice_scores.score_slices`; ``engine.state.output`` holds (keys
+    :class:`~monai_anomaly.utils.enums.AnomalyKeys`) ``image``, ``reconstruction`` (the input for a method without
+    one), ``anomaly_map`` ``(B, 1, H, W)``, ``score`` ``(B,)``, ``label`` (``-1`` when the batch has none),
+    ``volume_id``, ``slice_index`` and ``val_loss`` (per-sample validation loss: L1 reconstruction error, or the
+    cross-entropy of a method with logits on its labelled slices); with ``decollate=True`` (default) it becomes one
+    dict per sample, which is what :class:`~monai_anomaly.handlers.scores.AnomalyScoreCollector` and
     :class:`~monai_anomaly.handlers.training.ThresholdFitter` read.
 
-    Unless ``key_val_metric`` is given, the key metric is ``val_recon_loss``
-    (:class:`NormalReconstructionLoss`: mean reconstruction loss over the normal slices, lower is better, compared
-    with ``lower_is_better``).
+    Unless ``key_val_metric`` is given, the key metric is ``val_normal_loss`` (:class:`NormalValidationLoss`: the
+    mean validation loss over the normal slices, lower is better).
 
     Args:
         device: device to evaluate on.
-        val_data_loader: loader of dictionary batches (``image``, ``label``, ``volume_id``, ``slice_index``...).
-        network: the reconstruction network (autoencoder / VAE: returns the reconstruction or a VAE tuple).
-        map_method: one of :data:`~monai_anomaly.scoring.maps.MAP_METHODS`.
-        map_kwargs: other arguments of ``compute_anomaly_map`` (``weights``, ``smooth_sigma``, ``win_size``,
-            ``data_range``).
+        val_data_loader: loader of dictionary batches (``image``, ``foreground``, ``label``, ``volume_id``...).
+        network: the anomaly model (:class:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet`, possibly in DDP).
         score_method: one of :data:`~monai_anomaly.scoring.slice_scores.SLICE_SCORE_METHODS`.
-        score_kwargs: ``k`` / ``q`` of ``slice_scores``.
+        score_kwargs: ``k`` / ``q`` of the slice score.
         foreground_key: batch key of a foreground mask: the map is 0 outside it.
-        score_region: with a foreground, ``"foreground"`` scores the mean (or max...) over its pixels only;
-            ``"image"`` over the whole slice, the map being 0 outside the foreground (the published convention: a
-            slice's score is its total in-body error over the slice area).
+        score_region: ``"foreground"`` or ``"image"`` (see :func:`~monai_anomaly.scoring.slice_scores.score_slices`).
         loss_function: per-sample reconstruction loss (``reduction="none"``); default ``ReconstructionLoss("l1",
             reduction="none")``.
         image_key: the image key, used by the default ``prepare_batch``.
         prepare_batch: strategy turning a batch into ``(inputs, targets)``.
-        key_val_metric: overrides the ``val_recon_loss`` key metric.
+        key_val_metric: overrides the ``val_normal_loss`` key metric.
         metric_cmp_fn: comparison of the key metric (default: lower is better when the default key metric is used).
-        kwargs: other arguments of :class:`~monai.engines.SupervisedEvaluator` (``inferer``, ``val_handlers``,
-            ``postprocessing``, ``amp``, ``decollate``...).
+        kwargs: other arguments of :class:`~monai.engines.SupervisedEvaluator` (``val_handlers``, ``amp``...).
 
     Example:
         >>> import torch
+        >>> from monai_anomaly.networks.anomaly_net import AnomalyMapNet
         >>> from monai_anomaly.networks.autoencoder import ConvAutoEncoder
-        >>> net = ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2))
+        >>> net = AnomalyMapNet(ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2)), map_method="abs")
         >>> data = [{"image": torch.rand(2, 1, 16, 16), "label": torch.tensor([0, 1]), "volume_id": ["a", "b"],
         ...          "slice_index": torch.tensor([0, 3])}]
-        >>> ev = ReconstructionEvaluator("cpu", data, net, map_method="abs", score_method="max")
+        >>> ev = AnomalyEvaluator("cpu", data, net, score_method="max")
         >>> ev.run()
-        >>> sorted(map(str, ev.state.output[0]))[:4], "val_recon_loss" in ev.state.metrics
-        (['anomaly_map', 'image', 'label', 'recon_loss'], True)
+        >>> sorted(map(str, ev.state.output[0]))[:4], "val_normal_loss" in ev.state.metrics
+        (['anomaly_map', 'image', 'label', 'reconstruction'], True)
     """
 
     def __init__(
@@ -188,8 +171,6 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         device: str | torch.device,
         val_data_loader: Iterable | DataLoader,
         network: torch.nn.Module,
-        map_method: str = "abs",
-        map_kwargs: Mapping[str, Any] | None = None,
         score_method: str = "mean",
         score_kwargs: Mapping[str, Any] | None = None,
         foreground_key: str | None = None,
@@ -214,15 +195,19 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
     ) -> None:
-        if map_method not in MAP_METHODS:
-            raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
         if score_method not in SLICE_SCORE_METHODS:
             raise ValueError(f"score_method must be one of {SLICE_SCORE_METHODS}, got {score_method!r}")
+        if score_region not in SCORE_REGIONS:
+            raise ValueError(f"score_region must be one of {SCORE_REGIONS}, got {score_region!r}")
+        if not callable(getattr(getattr(network, "module", network), "predict", None)):
+            raise TypeError(
+                f"network must be an anomaly model with predict(x) (AnomalyMapNet), got {type(network).__name__}"
+            )
         dev = torch.device(device)
         if amp and dev.type != "cuda":
             amp = False
         if key_val_metric is None:
-            key_val_metric = {VAL_RECON_LOSS: NormalReconstructionLoss()}
+            key_val_metric = {VAL_NORMAL_LOSS: NormalValidationLoss()}
             metric_cmp_fn = lower_is_better if metric_cmp_fn is None else metric_cmp_fn
         elif metric_cmp_fn is None:
             metric_cmp_fn = default_metric_cmp_fn
@@ -249,64 +234,52 @@ class ReconstructionEvaluator(SupervisedEvaluator):
             amp_kwargs={"dtype": torch.bfloat16} if amp_kwargs is None else amp_kwargs,
         )
         self.image_key = image_key
-        self.map_method = map_method
-        self.map_kwargs = dict(map_kwargs or {})
         self.score_method = score_method
         self.score_kwargs = dict(score_kwargs or {})
-        if score_region not in ("foreground", "image"):
-            raise ValueError(f"score_region must be 'foreground' or 'image', got {score_region!r}")
         self.score_region = score_region
         self.foreground_key = foreground_key
-        self.recon_loss_fn = ReconstructionLoss("l1", reduction="none") if loss_function is None else loss_function
+        self.loss_fn = ReconstructionLoss("l1", reduction="none") if loss_function is None else loss_function
 
     @staticmethod
     def _batch_value(batchdata: Any, key: str) -> Any:
         return batchdata.get(key) if isinstance(batchdata, Mapping) else None
 
-    def _iteration(self, engine: ReconstructionEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:
-        """Reconstruct one batch and compute its anomaly maps, slice scores and per-sample losses.
+    def _iteration(self, engine: AnomalyEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:
+        """Predict one batch's anomaly maps and compute its slice scores and per-sample losses.
 
         Raises:
             ValueError: when ``batchdata`` is None.
         """
-        inputs, targets, args, kwargs = unpack_batch(engine, batchdata)
+        inputs, targets, _, _ = unpack_batch(engine, batchdata)
+        foreground = None
+        if engine.foreground_key is not None:
+            foreground = self._batch_value(batchdata, engine.foreground_key)
+            if foreground is None:
+                raise KeyError(f"batch has no foreground key {engine.foreground_key!r}")
+            foreground = torch.as_tensor(foreground).to(inputs.device)
+        model = getattr(engine.network, "module", engine.network)  # DDP: the model itself (no gradients here)
         with engine.mode(engine.network):
             if engine.amp:
                 with torch.autocast(engine.state.device.type, **engine.amp_kwargs):
-                    pred = engine.inferer(inputs, engine.network, *args, **kwargs)
-                pred = tuple(p.float() for p in pred) if isinstance(pred, (tuple, list)) else pred.float()
+                    pred = model.predict(inputs, foreground=foreground)
+                pred = {k: v.float() for k, v in pred.items()}
             else:
-                pred = engine.inferer(inputs, engine.network, *args, **kwargs)
-            recon = pred[0] if isinstance(pred, (tuple, list)) else pred
-            foreground = None
-            if engine.foreground_key is not None:
-                foreground = self._batch_value(batchdata, engine.foreground_key)
-                if foreground is None:
-                    raise KeyError(f"batch has no foreground key {engine.foreground_key!r}")
-                foreground = torch.as_tensor(foreground).to(recon.device)
-            classifier = _classifier_of(engine.network)
-            if classifier is not None:  # the supervised reference: its map is p(abnormal) x Grad-CAM
-                logits = recon.detach().float()  # the classifier's forward gives logits
-                amap = classifier.anomaly_map(inputs, logits=logits)
-                if foreground is not None:
-                    amap = amap * (foreground > 0).to(amap.dtype)
-                recon = inputs
-            else:
-                amap = compute_anomaly_map(
-                    inputs, recon, method=engine.map_method, foreground=foreground, **engine.map_kwargs
-                )
-            mask = foreground if engine.score_region == "foreground" else None
-            scores = slice_scores(amap, method=engine.score_method, mask=mask, **engine.score_kwargs)
+                pred = model.predict(inputs, foreground=foreground)
+            amap = pred[AnomalyKeys.ANOMALY_MAP]
+            scores = score_slices(amap, foreground, engine.score_method, engine.score_region, **engine.score_kwargs)
         n = inputs.shape[0]
         label = self._batch_value(batchdata, AnomalyKeys.LABEL)
         label = torch.full((n,), -1, dtype=torch.long) if label is None else torch.as_tensor(label).reshape(-1)
-        if classifier is not None:  # per-sample cross-entropy of the labelled slices, 0 for the others
+        logits = pred.get(AnomalyKeys.LOGITS)
+        recon = pred.get(AnomalyKeys.RECONSTRUCTION)
+        if logits is not None:  # a method with logits: cross-entropy of its labelled slices, 0 for the others
             known = (label == 0) | (label == 1)
             target = torch.where(known, label, torch.zeros_like(label)).long().to(logits.device)
-            recon_loss = torch.nn.functional.cross_entropy(logits, target, reduction="none") * known.to(logits.device)
+            val_loss = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
+            val_loss = val_loss * known.to(logits.device)
         else:
             with engine.mode(engine.network):
-                recon_loss = torch.as_tensor(engine.recon_loss_fn(recon, targets)).detach().reshape(-1)
+                val_loss = torch.as_tensor(engine.loss_fn(recon, targets)).detach().reshape(-1)
         volume_id = self._batch_value(batchdata, AnomalyKeys.VOLUME_ID)
         volume_id = [""] * n if volume_id is None else [str(v) for v in volume_id]
         slice_index = self._batch_value(batchdata, AnomalyKeys.SLICE_INDEX)
@@ -315,13 +288,13 @@ class ReconstructionEvaluator(SupervisedEvaluator):
         )
         engine.state.output = {
             AnomalyKeys.IMAGE: inputs,
-            AnomalyKeys.RECONSTRUCTION: recon.detach(),
+            AnomalyKeys.RECONSTRUCTION: (inputs if recon is None else recon).detach(),
             AnomalyKeys.ANOMALY_MAP: amap.detach(),
             AnomalyKeys.SCORE: scores,
             AnomalyKeys.LABEL: label,
             AnomalyKeys.VOLUME_ID: volume_id,
             AnomalyKeys.SLICE_INDEX: slice_index,
-            LossKeys.RECON_LOSS: recon_loss,
+            LossKeys.VAL_LOSS: val_loss.detach(),
         }
         if foreground is not None:
             engine.state.output[AnomalyKeys.FOREGROUND] = foreground

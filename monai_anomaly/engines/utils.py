@@ -47,11 +47,12 @@ class LossKeys(StrEnum):
     """Keys of the loss terms the reconstruction trainer and evaluator put in ``engine.state.output``."""
 
     RECON_LOSS = "recon_loss"
+    VAL_LOSS = "val_loss"  # per-sample validation loss of the evaluator (reconstruction L1 or cross-entropy)
     KL_LOSS = "kl_loss"
 
 
 def lower_is_better(current: float, previous_best: float) -> bool:
-    """``metric_cmp_fn`` for metrics where lower is better (e.g. ``val_recon_loss``)."""
+    """``metric_cmp_fn`` for metrics where lower is better (e.g. ``val_normal_loss``)."""
     return current < previous_best
 
 

@@ -14,6 +14,7 @@ import torch
 from monai.data import MetaTensor
 from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 
+from monai_anomaly.metrics.thresholds import DecisionThresholds
 from monai_anomaly.reports.nifti import save_map_nifti
 from monai_anomaly.reports.plots import plot_panel
 from monai_anomaly.reports.writer import write_report
@@ -74,7 +75,8 @@ class InferenceResultWriter:
 
     Args:
         output_dir: the folder to write into.
-        threshold: the slice threshold used (float, Threshold or its dict), recorded in the report.
+        thresholds: the :class:`~monai_anomaly.metrics.thresholds.DecisionThresholds` the postprocessing decided
+            with, recorded in the report.
         aggregation: the volume aggregation used, recorded in the report.
         map_key: key of the anomaly map in the output.
         image_key: key of the input image (for its metadata and the heatmap panels).
@@ -83,14 +85,12 @@ class InferenceResultWriter:
         overwrite: replace existing files.
         skip_log: bad inputs skipped while building the datalist, listed in the report.
         aggregation_kwargs: ``k`` / ``q`` of the aggregation.
-        volume_threshold: the volume threshold used (default: the slice threshold).
-        volume_rule: how the volume threshold was obtained, recorded in the report.
     """
 
     def __init__(
         self,
         output_dir: str | os.PathLike,
-        threshold: Any = None,
+        thresholds: DecisionThresholds | None = None,
         aggregation: str = "mean",
         map_key: str = CommonKeys.PRED,
         image_key: str = AnomalyKeys.IMAGE,
@@ -99,14 +99,10 @@ class InferenceResultWriter:
         overwrite: bool = False,
         skip_log: SkipLog | Sequence | None = None,
         aggregation_kwargs: Mapping[str, Any] | None = None,
-        volume_threshold: float | None = None,
-        volume_rule: str = "",
     ) -> None:
         self.aggregation_kwargs = dict(aggregation_kwargs or {})
-        self.volume_threshold = volume_threshold
-        self.volume_rule = volume_rule
+        self.thresholds = thresholds if thresholds is not None else DecisionThresholds()
         self.output_dir = Path(output_dir)
-        self.threshold = threshold
         self.aggregation = aggregation
         self.map_key = map_key
         self.image_key = image_key
@@ -115,6 +111,7 @@ class InferenceResultWriter:
         self.overwrite = overwrite
         self.skip_log = skip_log
         self.rows: list[dict[str, Any]] = []
+        self.volume_rows: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -123,7 +120,7 @@ class InferenceResultWriter:
         engine.add_event_handler(Events.COMPLETED, self.write)
 
     def reset(self, engine: Engine | None = None) -> None:
-        self.rows, self.results = [], []
+        self.rows, self.volume_rows, self.results = [], [], []
 
     def collect(self, engine: Engine) -> None:
         outputs = _as_list(engine.state.output)
@@ -152,6 +149,15 @@ class InferenceResultWriter:
                     AnomalyKeys.SLICE_INDEX: s,
                     AnomalyKeys.LABEL: label,
                     AnomalyKeys.SCORE: float(score),
+                }
+            )
+        if result.get("volume_score") is not None:  # the postprocessing's volume score, written as it is
+            self.volume_rows.append(
+                {
+                    AnomalyKeys.VOLUME_ID: volume_id,
+                    AnomalyKeys.VOLUME_SCORE: float(result["volume_score"]),
+                    "n_slices": len(scored & set(range(len(slice_scores)))),
+                    AnomalyKeys.LABEL: label,
                 }
             )
         entry = {"volume_id": volume_id, "path": path, **result}
@@ -186,15 +192,15 @@ class InferenceResultWriter:
         report = write_report(
             self.output_dir,
             self.rows,
-            threshold=self.threshold,
             aggregation=self.aggregation,
             aggregation_kwargs=self.aggregation_kwargs,
-            volume_threshold=self.volume_threshold,
+            thresholds=self.thresholds,
+            volume_rows=self.volume_rows if len(self.volume_rows) == len(self.results) else None,
             skipped=skipped,
             run_info={
                 "kind": "inference",
                 "n_scans": len(self.results),
-                "volume_threshold_rule": self.volume_rule,
+                "model_epoch": int(self.thresholds.epoch),
                 "slice_selection": "slices with less foreground than min_foreground are not scored (score 0, no row)",
             },
             overwrite=self.overwrite,

@@ -65,7 +65,7 @@ class GenerativeQualityHandler:
     """Reconstruction quality of the normals and, with a feature network, FID and Inception Score of an evaluation.
 
     Attach it to an evaluator whose ``engine.state.output`` holds per-sample dicts with ``image``, ``reconstruction``
-    and ``label`` (:class:`~monai_anomaly.engines.evaluator.ReconstructionEvaluator` with ``decollate=True``, or a
+    and ``label`` (:class:`~monai_anomaly.engines.evaluator.AnomalyEvaluator` with ``decollate=True``, or a
     batched dict). Every iteration it takes, in order (the first ``max_samples`` of each set, so runs are repeatable):
 
     - the (image, reconstruction) pairs of label-0 samples: per-sample SSIM, MS-SSIM and PSNR
@@ -111,7 +111,7 @@ class GenerativeQualityHandler:
     Example:
         >>> handlers = [collector, AnomalyReportHandler("eval", collector),  # doctest: +SKIP
         ...             GenerativeQualityHandler("eval", "runs/supervised/models/model.pt", intensity_range=(0, 1))]
-        >>> ReconstructionEvaluator("cpu", loader, net, val_handlers=handlers).run()  # doctest: +SKIP
+        >>> AnomalyEvaluator("cpu", loader, net, val_handlers=handlers).run()  # doctest: +SKIP
     """
 
     def __init__(

@@ -12,7 +12,7 @@ import numpy as np
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_anomaly.handlers.scores import AnomalyScoreCollector
-from monai_anomaly.metrics.thresholds import Threshold
+from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold
 from monai_anomaly.reports.writer import write_report
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -50,6 +50,8 @@ class AnomalyReportHandler:
             has ``model_epoch``, the epoch of an evaluated checkpoint: an evaluator's own epoch is always 1); a callable
             value ``engine -> value`` is resolved when the report is written (e.g. the warnings of a
             checkpoint loaded at the start of the run). A ``"warnings"`` list is printed at the top of the report.
+        thresholds: the :class:`~monai_anomaly.metrics.thresholds.DecisionThresholds` that decide (or a callable
+            ``engine -> DecisionThresholds``); replaces ``threshold`` and ``volume_threshold``.
         volume_threshold: threshold on volume scores (a float or a callable ``engine -> float``); default: the slice
             threshold (see :func:`~monai_anomaly.reports.writer.write_report`).
         top_k: number of panels.
@@ -77,8 +79,10 @@ class AnomalyReportHandler:
         event: Any = None,
         global_step_transform: Callable[[Engine], int] | None = None,
         volume_threshold: float | Callable[[Engine], Any] | None = None,
+        thresholds: DecisionThresholds | Callable[[Engine], Any] | None = None,
     ) -> None:
         self.volume_threshold = volume_threshold
+        self.thresholds = thresholds
         self.output_dir = os.fspath(output_dir)
         self.collector = collector
         self.threshold = threshold
@@ -96,7 +100,11 @@ class AnomalyReportHandler:
         engine.add_event_handler(Events.COMPLETED if self.event is None else self.event, self)
 
     def _resolve(self, value: Any, engine: Engine) -> Any:
-        if callable(value) and not isinstance(value, (Threshold, Mapping)) and not hasattr(value, "as_list"):
+        if (
+            callable(value)
+            and not isinstance(value, (Threshold, DecisionThresholds, Mapping))
+            and not hasattr(value, "as_list")
+        ):
             return value(engine)
         return value
 
@@ -120,8 +128,9 @@ class AnomalyReportHandler:
             volume_threshold=self._resolve(self.volume_threshold, engine),
             overwrite=self.overwrite,
             top_k=self.top_k,
+            thresholds=self._resolve(self.thresholds, engine),
+            volume_rows=None if self.collector.aggregation == "fraction_above" else self.collector.volume_rows(),
         )
-        logger.info("anomaly report written to %s", self.output_dir)
         if self.tensorboard_writer is not None:
             self._log_tensorboard(self.global_step_transform(engine))
 

@@ -16,7 +16,6 @@ from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_anomaly.metrics.classification import binary_metrics
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
-from monai_anomaly.scoring.slice_scores import slice_scores
 from monai_anomaly.utils.enums import AnomalyKeys
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -116,8 +115,8 @@ class AnomalyScoreCollector:
 
     Each iteration it reads ``engine.state.output`` (and ``engine.state.batch`` for ``volume_id``, ``slice_index``
     and ``label`` when the output lacks them): a list of per-sample dicts (MONAI evaluators with ``decollate=True``)
-    or a batched dict (decollated here). A sample gives its ``score`` (from :class:`~monai_anomaly.transforms.
-    postprocessing.AnomalyScored`), or, without one, the score is computed from its ``anomaly_map``. A 3D sample
+    or a batched dict (decollated here). A sample gives its ``score`` (from
+    :class:`~monai_anomaly.engines.evaluator.AnomalyEvaluator`; the collector never scores a map itself). A 3D sample
     scored by :class:`~monai_anomaly.transforms.postprocessing.VolumeAnomalyScored` adds one row per slice from
     ``result["slice_scores"]``. The ``keep_panels`` highest-scoring 2D samples keep small copies of their image,
     reconstruction and map for report panels, and up to ``keep_volume_maps`` 3D maps are kept with their affine.
@@ -137,7 +136,6 @@ class AnomalyScoreCollector:
         image_key: the image key (also gives the path from the MetaTensor's ``filename_or_obj``).
         recon_key: the reconstruction key (optional in the data).
         label_key: the label key (0, 1, -1 unknown).
-        score_method: slice score method used when a sample has a map but no score.
         aggregation: volume aggregation method.
         aggregation_kwargs: its ``k`` / ``q`` / ``threshold``.
         keep_panels: how many of the highest-scoring 2D samples keep their images for panels.
@@ -162,7 +160,6 @@ class AnomalyScoreCollector:
         image_key: str = AnomalyKeys.IMAGE,
         recon_key: str = AnomalyKeys.RECONSTRUCTION,
         label_key: str = AnomalyKeys.LABEL,
-        score_method: str = "mean",
         aggregation: str = "mean",
         aggregation_kwargs: Mapping[str, Any] | None = None,
         keep_panels: int = 8,
@@ -174,7 +171,6 @@ class AnomalyScoreCollector:
         self.batch_transform = batch_transform
         self.score_key, self.map_key, self.image_key = str(score_key), str(map_key), str(image_key)
         self.recon_key, self.label_key = str(recon_key), str(label_key)
-        self.score_method = score_method
         self.aggregation = aggregation
         self.aggregation_kwargs = dict(aggregation_kwargs or {})
         self.keep_panels = keep_panels
@@ -239,20 +235,19 @@ class AnomalyScoreCollector:
         amap = item.get(self.map_key)
         result = item.get(AnomalyKeys.RESULT)
         if isinstance(result, Mapping) and result.get("slice_scores") is not None:  # a 3D volume scored slice-wise
+            scored = set(result.get("scored_slices", range(len(result["slice_scores"]))))
             for s, sc in enumerate(result["slice_scores"]):
+                if s not in scored:
+                    continue
                 self.rows.append({"path": path, "volume_id": vid, "slice_index": s, "label": label, "score": float(sc)})
             self._keep_volume_map(vid, amap, item)
             return
         score = _scalar(item.get(self.score_key))
         if score is None:
-            if amap is None:
-                raise KeyError(
-                    f"AnomalyScoreCollector: a sample has neither {self.score_key!r} nor {self.map_key!r} "
-                    f"(keys: {sorted(map(str, item))}); add AnomalyScored / ReconstructionToAnomalyMapd to the "
-                    "postprocessing or give an output_transform"
-                )
-            m = amap if isinstance(amap, torch.Tensor) else torch.as_tensor(np.asarray(amap))
-            score = float(slice_scores(m[None], method=self.score_method)[0])
+            raise KeyError(
+                f"AnomalyScoreCollector: a sample has no {self.score_key!r} (keys: {sorted(map(str, item))}); score it "
+                "with AnomalyEvaluator (slices) or AnomalySliceInferer + VolumeAnomalyScored (scans)"
+            )
         row = {
             "path": path,
             "volume_id": vid,

@@ -12,7 +12,7 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_anomaly.engines.utils import list_checkpoints
-from monai_anomaly.metrics.thresholds import LABEL_FREE_METHODS, Threshold, fit_threshold
+from monai_anomaly.metrics.thresholds import DERIVED, LABEL_FREE_METHODS, DecisionThresholds, Threshold, fit_threshold
 from monai_anomaly.scoring.aggregation import AGGREGATION_METHODS, aggregate_scores
 from monai_anomaly.scoring.calibration import NormalCalibrator
 from monai_anomaly.utils.checkpoints import load_checkpoint
@@ -29,6 +29,7 @@ else:
 
 __all__ = [
     "ModelCheckpointLoader",
+    "load_thresholds",
     "ValidateAtEnd",
     "ResumeFromLatestCheckpoint",
     "ThresholdFitter",
@@ -58,7 +59,7 @@ class ThresholdFitter:
     """Fit a decision :class:`~monai_anomaly.metrics.thresholds.Threshold` and a
     :class:`~monai_anomaly.scoring.calibration.NormalCalibrator` on the NORMAL validation slice scores of each run.
 
-    Attach it to the validation evaluator (e.g. :class:`~monai_anomaly.engines.evaluator.ReconstructionEvaluator`):
+    Attach it to the validation evaluator (e.g. :class:`~monai_anomaly.engines.evaluator.AnomalyEvaluator`):
     every iteration it reads ``score`` and ``label`` from ``engine.state.output`` (a batched dict or the list of
     per-sample dicts of a decollating evaluator); at ``EPOCH_COMPLETED`` it fits, on the label-0 scores only, the
     threshold (``"mean_std"``: mean + k std, or ``"percentile"``: the q-th percentile; label-free, so a normal-only
@@ -217,15 +218,20 @@ class ThresholdFitter:
         elif self.aggregation == "fraction_above":
             self.volume_threshold = self.fraction_volume
             self.volume_rule = (
-                f"derived: anomalous when at least {self.fraction_volume:g} of the scored slices reach the slice "
+                f"{DERIVED}: anomalous when at least {self.fraction_volume:g} of the scored slices reach the slice "
                 f"threshold (only {len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
             )
         else:
             self.volume_threshold = float(self.threshold.value)
             self.volume_rule = (
-                f"derived: the slice threshold applied to the {self.aggregation} of the slice scores (only "
+                f"{DERIVED}: the slice threshold applied to the {self.aggregation} of the slice scores (only "
                 f"{len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
             )
+
+    @property
+    def thresholds(self) -> DecisionThresholds:
+        """The fitted slice and volume thresholds, their rule and the epoch they were fitted at."""
+        return DecisionThresholds(self.threshold, self.volume_threshold, self.volume_rule, self.fitted_epoch)
 
     def _fit_epoch(self, engine: Engine) -> None:
         if self.fit() is not None and self._normal_scores:
@@ -318,6 +324,30 @@ def load_fitted_threshold(
     """
     fitter = _saved_fitter(path, key, map_location)
     return fitter.threshold, fitter.calibrator
+
+
+def load_thresholds(
+    path: str | os.PathLike,
+    slice: float | None = None,
+    volume: float | None = None,
+    key: str = "threshold",
+    map_location: Any = "cpu",
+) -> DecisionThresholds:
+    """The :class:`~monai_anomaly.metrics.thresholds.DecisionThresholds` saved with a model, with a user's overrides.
+
+    Args:
+        path: the model's checkpoint (``model.pt``); a missing file gives no thresholds (scores only) unless both
+            levels are given.
+        slice: ``--threshold``: the slice threshold to use instead of the fitted one.
+        volume: ``--volume_threshold``: the volume threshold to use instead of the fitted one.
+        key: the fitter's key in the checkpoint.
+        map_location: ``torch.load`` map location.
+
+    Raises:
+        BadInputError: the file exists but is not a model written by ``train`` (see :func:`load_fitted_threshold`).
+    """
+    base = _saved_fitter(path, key, map_location).thresholds if os.path.isfile(path) else DecisionThresholds()
+    return base.override(slice=slice, volume=volume)
 
 
 def load_volume_threshold(

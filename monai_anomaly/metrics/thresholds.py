@@ -10,7 +10,14 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from monai_anomaly.metrics.classification import as_1d_array, check_finite, check_labels_scores
 
-__all__ = ["LABEL_FREE_METHODS", "LABELLED_METHODS", "THRESHOLD_METHODS", "Threshold", "fit_threshold"]
+__all__ = [
+    "LABEL_FREE_METHODS",
+    "LABELLED_METHODS",
+    "THRESHOLD_METHODS",
+    "DecisionThresholds",
+    "Threshold",
+    "fit_threshold",
+]
 
 LABEL_FREE_METHODS = ("mean_std", "percentile")
 LABELLED_METHODS = ("youden", "equal_error", "f1_max")
@@ -55,6 +62,79 @@ class Threshold:
     def predict(self, scores: Any) -> np.ndarray:
         """0/1 predictions (``score >= value``) as an int64 array of the scores' flat length."""
         return (as_1d_array(scores, "scores") >= self.value).astype(np.int64)
+
+
+DERIVED = "derived"
+"""The start of a volume rule that applies the slice threshold to the volume score (it follows a slice override)."""
+
+
+@dataclass
+class DecisionThresholds:
+    """The thresholds that decide, at both levels, and where each came from: one object for every door.
+
+    Args:
+        slice: the slice threshold (a slice with score ``>= slice.value`` is anomalous), or ``None``.
+        volume: the volume threshold (a scan with volume score ``>= volume`` is anomalous), or ``None``.
+        volume_rule: how ``volume`` was made (fitted on normal validation volumes, or derived from the slice one).
+        epoch: the training epoch of the model the thresholds were fitted for (``-1``: unknown).
+        slice_source: ``"fitted"`` (on the validation split), ``"--threshold"`` (a user's override) ...
+        volume_source: likewise, ``"--volume_threshold"`` for a user's override.
+
+    Example:
+        >>> t = DecisionThresholds(Threshold(0.3, "mean_std", "val"), 0.3, "derived: the slice threshold ...", 80)
+        >>> t.decide(0.35), t.override(slice=0.5).volume, t.override(volume=0.2).decided_by()
+        ('anomalous', 0.5, 'volume threshold 0.2 (--volume_threshold)')
+    """
+
+    slice: Threshold | None = None
+    volume: float | None = None
+    volume_rule: str = ""
+    epoch: int = -1
+    slice_source: str = "fitted"
+    volume_source: str = "fitted"
+
+    def decide(self, volume_score: float) -> str | None:
+        """``"anomalous"`` / ``"normal"`` for a volume score, ``None`` without a volume threshold."""
+        if self.volume is None:
+            return None
+        return "anomalous" if float(volume_score) >= self.volume else "normal"
+
+    def decided_by(self) -> str:
+        """One line naming the threshold that makes the scan-level verdict."""
+        if self.volume is None:
+            return "no volume threshold: scores only"
+        how = self.volume_source if self.volume_source != "fitted" else (self.volume_rule or "fitted")
+        return f"volume threshold {self.volume:.6g} ({how})"
+
+    def override(self, slice: float | None = None, volume: float | None = None) -> DecisionThresholds:
+        """A copy with a user's slice and/or volume threshold.
+
+        A volume threshold derived from the slice threshold follows an overridden slice threshold; one fitted on
+        normal volumes stays unless ``volume`` is given.
+        """
+        out = DecisionThresholds(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        if slice is not None:
+            out.slice = Threshold(float(slice), "manual", "given", {})
+            out.slice_source = "--threshold"
+            if out.volume_rule.startswith(DERIVED) and volume is None:
+                out.volume = float(slice)
+                out.volume_source = "--threshold (the volume rule applies the slice threshold)"
+        if volume is not None:
+            out.volume = float(volume)
+            out.volume_source = "--volume_threshold"
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, written in scores.json and metrics.json."""
+        return {
+            "slice": None if self.slice is None else self.slice.to_dict(),
+            "slice_source": self.slice_source,
+            "volume": self.volume,
+            "volume_rule": self.volume_rule,
+            "volume_source": self.volume_source,
+            "model_epoch": int(self.epoch),
+            "decided_by": self.decided_by(),
+        }
 
 
 def _finite_best(thresholds: np.ndarray, objective: np.ndarray) -> int:

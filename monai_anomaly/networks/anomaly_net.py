@@ -1,4 +1,8 @@
-"""Inference network of reconstruction methods: ``forward`` gives the anomaly map of the input."""
+"""The anomaly model every door calls: ``predict(x)`` gives the anomaly map (and the reconstruction or logits).
+
+Validation, ``evaluate``, ``infer``, ``monai.bundle run``, MONAI Label, ``ckpt_export`` and the reports all go through
+:class:`AnomalyMapNet`, so a slice gets the same map whichever command scored it.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +13,36 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from monai_anomaly.networks.classifier import SliceClassifier
-from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map
+from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map, mask_outside
 from monai_anomaly.utils.checkpoints import load_checkpoint
+from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
 
-__all__ = ["ReconstructionAnomalyNet"]
+__all__ = ["AnomalyMapNet"]
 
 
-class ReconstructionAnomalyNet(nn.Module):
-    """Wrap a trained autoencoder / VAE so that ``forward(x)`` returns the anomaly map ``(B, 1, H, W)``.
+class AnomalyMapNet(nn.Module):
+    """A method's network and its map function: ``predict(x)`` -> ``{anomaly_map, reconstruction | logits}``.
 
-    The wrapped model's output (a reconstruction, or a VAE tuple whose first element is the reconstruction) is turned
-    into a map by :func:`monai_anomaly.scoring.maps.compute_anomaly_map`. Put the model in eval mode for inference (a
-    :class:`~monai_anomaly.networks.autoencoder.ConvVAE` then reconstructs from the posterior mean, deterministically).
+    The map function is the method's:
 
-    The model is stored as the ``model`` submodule, so this network's state dict is the autoencoder's with a
-    ``model.`` prefix; loading a checkpoint of the bare autoencoder (keys without the prefix) works too: the missing
-    prefix is added on load. That is what lets a bundle's ``network_def`` be this wrapper while ``models/model.pt``
-    holds the trained autoencoder (``monai.bundle ckpt_export``, MONAI Label).
+    - a network that makes its own map (it has ``anomaly_outputs(x)``, returning a dict with ``anomaly_map`` and,
+      for the supervised :class:`~monai_anomaly.networks.classifier.SliceClassifier`, ``logits``: ``p(abnormal)``
+      times Grad-CAM) is asked for it;
+    - any other network is a healthy reconstruction (its output, or the first element of a VAE's tuple) and the map is
+      the residual :func:`~monai_anomaly.scoring.maps.compute_anomaly_map` of ``map_method``.
 
-    Export: with ``map_method`` ``"abs"`` or ``"squared"`` the forward pass is plain tensor code and
-    ``torch.jit.trace`` (``ckpt_export --use_trace True``) gives a model valid for any batch and image size; the
-    ``"ssim"`` / ``"combined"`` maps loop over the batch in Python, so a traced model keeps the traced batch size
-    (export with batch size 1, or use those maps outside the exported model).
+    A ``foreground`` mask given to :meth:`predict` zeroes the map outside it (after smoothing), so validation,
+    evaluation and inference score the same pixels. ``forward(x)`` is ``predict(x)["anomaly_map"]`` without a mask:
+    plain tensor code for ``"abs"`` / ``"squared"`` / ``"squared_rel"`` maps, traceable for export
+    (``ckpt_export --use_trace True``); the mask is applied after the exported model, by multiplication.
+
+    The wrapped network is the ``model`` submodule, so this module's state dict is the network's with a ``model.``
+    prefix; a bare network's state dict (no prefix) loads too.
 
     Args:
-        model: the reconstruction network.
-        map_method: ``"abs"``, ``"squared"``, ``"ssim"`` or ``"combined"``.
+        model: the method's network.
+        map_method: residual map of a reconstruction (:data:`~monai_anomaly.scoring.maps.MAP_METHODS`).
         smooth_sigma: Gaussian smoothing of the map, in pixels (0: none).
         weights: ``"combined"`` weights (``{"abs": .., "ssim": ..}``).
         win_size: SSIM window size.
@@ -46,10 +52,11 @@ class ReconstructionAnomalyNet(nn.Module):
         >>> import torch
         >>> from monai_anomaly.networks.autoencoder import ConvAutoEncoder
         >>> ae = ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2))
-        >>> net = ReconstructionAnomalyNet(ae, map_method="abs").eval()
-        >>> net(torch.rand(2, 1, 32, 32)).shape
-        torch.Size([2, 1, 32, 32])
-        >>> _ = net.load_state_dict(ae.state_dict())  # a bare autoencoder checkpoint loads too
+        >>> net = AnomalyMapNet(ae, map_method="abs").eval()
+        >>> out = net.predict(torch.rand(2, 1, 32, 32))
+        >>> sorted(map(str, out)), tuple(net(torch.rand(2, 1, 32, 32)).shape)
+        (['anomaly_map', 'reconstruction'], (2, 1, 32, 32))
+        >>> _ = net.load_state_dict(ae.state_dict())  # a bare network's checkpoint loads too
     """
 
     def __init__(
@@ -74,51 +81,58 @@ class ReconstructionAnomalyNet(nn.Module):
         self.data_range = data_range
         self.register_load_state_dict_pre_hook(_add_model_prefix)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's reconstruction of ``x`` (the first element of a VAE's output tuple)."""
-        out = self.model(x)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        return out
+    def predict(self, x: torch.Tensor, foreground: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The method's outputs for a ``(B, C, *spatial)`` batch.
 
-    def anomaly_map(self, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-        """The configured anomaly map of ``x`` given its reconstruction."""
-        return compute_anomaly_map(
+        Args:
+            x: the normalised input batch, at the size the network was trained on.
+            foreground: optional mask broadcastable to ``(B, 1, *spatial)``; the map is 0 outside it.
+
+        Returns:
+            ``{"anomaly_map": (B, 1, *spatial), "reconstruction": ...}`` for reconstruction methods,
+            ``{"anomaly_map": ..., "logits": (B, classes)}`` for a network with its own map.
+        """
+        own = getattr(self.model, "anomaly_outputs", None)
+        if callable(own):
+            out = dict(own(x))
+            if foreground is not None:
+                out[AnomalyKeys.ANOMALY_MAP] = mask_outside(out[AnomalyKeys.ANOMALY_MAP], foreground)
+            return out
+        recon = self.model(x)
+        if isinstance(recon, (tuple, list)):  # a VAE's (reconstruction, mu, logvar, z)
+            recon = recon[0]
+        amap = compute_anomaly_map(
             x,
-            reconstruction,
+            recon,
             method=self.map_method,
             weights=self.weights,
             smooth_sigma=self.smooth_sigma,
+            foreground=foreground,
             win_size=self.win_size,
             data_range=self.data_range,
         )
+        return {AnomalyKeys.ANOMALY_MAP: amap, AnomalyKeys.RECONSTRUCTION: recon}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Anomaly map ``(B, 1, *spatial)`` of the ``(B, C, *spatial)`` input.
-
-        A model that makes its own map (the supervised :class:`~monai_anomaly.networks.classifier.SliceClassifier`:
-        ``p(abnormal)`` times its Grad-CAM) is asked for it instead of a reconstruction.
-        """
-        if isinstance(self.model, SliceClassifier):
-            return self.model.anomaly_map(x)
-        return self.anomaly_map(x, self.reconstruct(x))
+        """The anomaly map ``(B, 1, *spatial)`` of ``x`` (no foreground mask)."""
+        return self.predict(x)[AnomalyKeys.ANOMALY_MAP]
 
     @classmethod
     def from_checkpoint(
         cls, model: nn.Module, path: str | os.PathLike, key: str | None = None, map_location: Any = "cpu", **kwargs: Any
-    ) -> ReconstructionAnomalyNet:
-        """Build the wrapper around ``model`` and load trained weights from a checkpoint file.
+    ) -> AnomalyMapNet:
+        """Build the model around ``model`` and load trained weights from a checkpoint file.
 
         Args:
-            model: an untrained instance of the reconstruction network (same architecture).
+            model: an untrained instance of the method's network (same architecture).
             path: a ``torch.save`` file: a bare state dict, or a ``CheckpointSaver`` dict holding it under ``key``.
-            key: the key of the network in a nested checkpoint (e.g. ``"network"``); ``None`` tries ``"network"``,
+            key: the key of the network in a nested checkpoint (e.g. ``"model"``); ``None`` tries ``"network"``,
                 ``"model"`` and ``"net"`` and falls back to the whole file.
             map_location: ``torch.load`` map location.
             kwargs: the other arguments of the constructor (``map_method``...).
 
         Returns:
-            the wrapper with the trained weights, in eval mode.
+            the model with the trained weights, in eval mode.
         """
         state = load_checkpoint(path, map_location=map_location)
         if key is not None:

@@ -11,6 +11,8 @@ import torch.nn as nn
 from monai.networks.nets import resnet18
 from monai.visualize import GradCAM
 
+from monai_anomaly.utils.enums import AnomalyKeys
+
 __all__ = ["SliceClassifier", "ABNORMAL_CLASS"]
 
 ABNORMAL_CLASS = 1
@@ -44,6 +46,12 @@ class SliceClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def anomaly_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"logits": (B, 2), "anomaly_map": (B, 1, *spatial)}``: this method's own map (see :meth:`anomaly_map`),
+        what :class:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet` asks a network that makes its own map for."""
+        logits = self.net(x)
+        return {AnomalyKeys.LOGITS: logits, AnomalyKeys.ANOMALY_MAP: self.anomaly_map(x, logits=logits)}
 
     def probability(self, x: torch.Tensor) -> torch.Tensor:
         """``p(abnormal)`` per sample, ``(B,)``."""

@@ -106,6 +106,7 @@ class _Denoiser(nn.Module):
         seed: int = 0,
         clip: tuple[float, float] | None = (-1.0, 1.0),
         noise: str = "gaussian",
+        image_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= int(t0) < int(timesteps):
@@ -118,6 +119,10 @@ class _Denoiser(nn.Module):
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
         self.timesteps, self.t0, self.steps, self.seed = int(timesteps), int(t0), int(steps), int(seed)
         self.clip = clip
+        # the inference noise of one sample at the training size, drawn once: a traced (exported) model keeps it as a
+        # constant, so two calls of the export give the same map
+        fixed = None if image_shape is None else self._sample_noise((1, *(int(v) for v in image_shape)))
+        self.register_buffer("fixed_noise", fixed, persistent=False)
 
     def draw_noise(self, shape: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
         """Noise of ``shape`` on the CPU: standard Gaussian, or standardised fractal simplex noise (``noise``)."""
@@ -125,10 +130,20 @@ class _Denoiser(nn.Module):
             return fractal_simplex_noise(shape, generator)
         return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
 
+    def _sample_noise(self, shape: Sequence[int]) -> torch.Tensor:
+        """The seeded noise of one sample of ``shape`` ``(C, *spatial)``, ``(1, C, *spatial)``, drawn on the CPU."""
+        return self.draw_noise((1, *shape), torch.Generator().manual_seed(self.seed))
+
     def noise_like(self, x: torch.Tensor) -> torch.Tensor:
-        """Seeded noise of ``x``'s shape: drawn on the CPU so every device gets the same numbers."""
-        g = torch.Generator().manual_seed(self.seed)
-        return self.draw_noise(x.shape, g).to(x.device, x.dtype)
+        """Seeded noise of ``x``'s shape, the same for every sample of the batch.
+
+        A slice's map therefore does not depend on which other slices share its batch (evaluation and inference batch
+        slices differently) nor on the device (drawn on the CPU).
+        """
+        noise = self.fixed_noise
+        if noise is None or tuple(noise.shape[1:]) != tuple(x.shape[1:]):
+            noise = self._sample_noise(tuple(x.shape[1:]))
+        return noise.to(x.device, x.dtype).expand_as(x)
 
     def _unet(self, x_t: torch.Tensor, t: int, cond: torch.Tensor | None) -> torch.Tensor:
         inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
@@ -290,7 +305,7 @@ def refiner_settings(options: dict, coarse_ckpt: str | None, trained: str | None
 
 
 def load_coarse_weights(network: nn.Module, coarse_ckpt: str | None, image_size: int, intensity_range) -> nn.Module:
-    """Load stage 1's trained weights from ``coarse_ckpt`` into ``network`` (a ``ReconstructionAnomalyNet`` around a
+    """Load stage 1's trained weights from ``coarse_ckpt`` into ``network`` (a ``AnomalyMapNet`` around a
     :class:`RefinedReconstruction`), after checking it was trained at the same image size and intensity range.
 
     Without ``coarse_ckpt`` the network is returned as it is: evaluating or serving a trained refined model loads

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from monai.networks.nets import BasicUNet, Critic
 
-__all__ = ["HealthyTranslationGenerator", "HealthyReconstruction", "HealthyGANAnomalyNet", "wgan_critic"]
+__all__ = ["HealthyTranslationGenerator", "HealthyReconstruction", "wgan_critic"]
 
 
 class HealthyTranslationGenerator(torch.nn.Module):
@@ -87,30 +87,6 @@ class HealthyReconstruction(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.generator(x)["healthy"]
-
-
-class HealthyGANAnomalyNet(torch.nn.Module):
-    """The inference network of the healthy-translation GAN: ``forward(x)`` gives the anomaly map ``|x - healthy|``.
-
-    Args:
-        generator: a :class:`HealthyTranslationGenerator`.
-
-    Example:
-        >>> net = HealthyGANAnomalyNet(HealthyTranslationGenerator(2, features=(8, 8, 16, 32, 64, 8)))
-        >>> float(net(torch.zeros(1, 1, 32, 32)).abs().max()) < 1e-6  # an untrained generator is the identity
-        True
-    """
-
-    def __init__(self, generator: HealthyTranslationGenerator) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def healthy(self, x: torch.Tensor) -> torch.Tensor:
-        """The healthy translation of ``x``."""
-        return self.generator(x)["healthy"]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.healthy(x)).abs()
 
 
 def wgan_critic(

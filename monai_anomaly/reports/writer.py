@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from monai_anomaly.metrics.classification import binary_metrics
-from monai_anomaly.metrics.thresholds import Threshold
+from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold
 from monai_anomaly.reports.nifti import save_map_nifti
 from monai_anomaly.reports.plots import plot_panel, plot_pr, plot_roc, plot_score_distribution
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
@@ -255,7 +255,9 @@ def _separation_lines(title: str, sep: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _threshold_lines(thr: Threshold | None, volume_thr: float | None, aggregation: str) -> list[str]:
+def _threshold_lines(
+    thr: Threshold | None, volume_thr: float | None, aggregation: str, decision: Mapping[str, Any] | None = None
+) -> list[str]:
     lines = ["Threshold", "---------"]
     if thr is None:
         lines.append("none given: no predictions (scores only). Fit one on validation normals with fit_threshold.")
@@ -277,6 +279,12 @@ def _threshold_lines(thr: Threshold | None, volume_thr: float | None, aggregatio
         lines.append(f"volume threshold: none (aggregation {aggregation!r}); no volume predictions")
     else:
         lines.append(f"volume threshold: {volume_thr:.6g} on the {aggregation!r} volume score")
+    if decision:
+        lines.append(f"slice threshold source: {decision.get('slice_source')}")
+        lines.append(f"volume threshold rule: {decision.get('volume_rule') or 'not recorded'}")
+        lines.append(f"volume threshold source: {decision.get('volume_source')}")
+        lines.append(f"model epoch the thresholds were fitted at: {decision.get('model_epoch')}")
+        lines.append(f"scan verdict decided by: {decision.get('decided_by')}")
     return lines
 
 
@@ -314,6 +322,8 @@ def write_report(
     top_k: int = 5,
     volume_threshold: float | None = None,
     extra_files: Sequence[str] = (),
+    thresholds: DecisionThresholds | None = None,
+    volume_rows: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the full report of a run into one folder.
 
@@ -356,6 +366,10 @@ def write_report(
             aggregation, whose volume score is a fraction (then no volume predictions unless given).
         extra_files: names of other files (or ``folder/``) the caller writes into ``output_dir``, listed in the
             report's file list too (e.g. ``scores.json``, ``maps/``).
+        thresholds: the :class:`~monai_anomaly.metrics.thresholds.DecisionThresholds` that decided (replaces
+            ``threshold`` and ``volume_threshold``; recorded with their sources, rule and model epoch).
+        volume_rows: the volume scores as the caller computed them (``volume_id``, ``volume_score``, ``n_slices``,
+            ``label``): written as they are, not aggregated again. Default: aggregated here from ``slice_rows``.
 
     Returns:
         the content of ``metrics.json`` plus ``"files"`` (name -> path of every file written).
@@ -368,6 +382,8 @@ def write_report(
     rows = _normalise_rows(slice_rows)
     if not rows:
         raise ValueError("no slice rows to report")
+    if thresholds is not None:
+        threshold, volume_threshold = thresholds.slice, thresholds.volume
     thr = as_threshold(threshold)
     agg_kw = dict(aggregation_kwargs or {})
     if aggregation == "fraction_above" and agg_kw.get("threshold") is None and thr is not None:
@@ -390,7 +406,9 @@ def write_report(
 
     # volumes (non-finite scores cannot be aggregated: such volumes get no score)
     vol_rows: list[dict[str, Any]] = []
-    if finite.any():
+    if volume_rows is not None:
+        vol_rows = [{**v, "volume_id": safe_text(str(_plain(v["volume_id"])))} for v in volume_rows]
+    elif finite.any():
         vids = [r["volume_id"] for r, ok in zip(rows, finite) if ok]
         vol_rows = aggregate_by_volume(vids, scores[finite], labels[finite], method=aggregation, **agg_kw)
     seen = {v["volume_id"] for v in vol_rows}
@@ -414,6 +432,7 @@ def write_report(
         "volume": volume_level,
         "threshold": None if thr is None else thr.to_dict(),
         "volume_threshold": volume_threshold,
+        "thresholds": None if thresholds is None else thresholds.to_dict(),
         "aggregation": {"method": aggregation, "kwargs": agg_kw},
         "score_separation": {
             "slice": score_separation(labels, scores),
@@ -520,7 +539,7 @@ def _report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: 
     lines.append("")
     lines += _metrics_lines(f"Volume level (aggregation: {aggregation})", results["volume"])
     lines.append("")
-    lines += _threshold_lines(thr, volume_thr, aggregation)
+    lines += _threshold_lines(thr, volume_thr, aggregation, results.get("thresholds"))
     lines += ["", "Score separation (normal vs anomalous)", "--------------------------------------"]
     lines += _separation_lines("slices", results["score_separation"]["slice"])
     lines += _separation_lines("volumes", results["score_separation"]["volume"])

@@ -15,9 +15,9 @@ from monai.metrics.regression import compute_ssim_and_cs
 from monai.networks.layers import GaussianFilter
 
 __all__ = [
-    "AnomalyMap",
     "MAP_METHODS",
     "compute_anomaly_map",
+    "mask_outside",
     "gaussian_smooth",
     "relative_squared_map",
     "residual_map",
@@ -237,71 +237,29 @@ def compute_anomaly_map(
     if smooth_sigma:
         m = gaussian_smooth(m, smooth_sigma)
     if foreground is not None:
-        fg = foreground if isinstance(foreground, torch.Tensor) else torch.as_tensor(np.asarray(foreground))
-        fg = fg.as_tensor() if hasattr(fg, "as_tensor") else fg
-        fg = fg.to(m.device)
-        fg = fg.bool() if fg.dtype == torch.bool else fg > 0.5
-        shape = m.shape
-        try:
-            m = torch.where(fg, m, torch.zeros((), dtype=m.dtype, device=m.device))
-        except RuntimeError as e:
-            raise ValueError(
-                f"foreground of shape {tuple(fg.shape)} does not broadcast to the map shape {tuple(m.shape)}"
-            ) from e
-        if m.shape != shape:
-            raise ValueError(f"foreground of shape {tuple(fg.shape)} changes the map shape to {tuple(m.shape)}")
+        m = mask_outside(m, foreground)
     return m
 
 
-class AnomalyMap:
-    """Callable that turns ``(image, reconstruction)`` into an anomaly map (see :func:`compute_anomaly_map`).
-
-    Args:
-        method: ``"abs"``, ``"squared"``, ``"ssim"`` or ``"combined"``.
-        weights: weights of ``"combined"`` (``{"abs": .., "ssim": ..}`` or a pair).
-        smooth_sigma: Gaussian smoothing sigma in pixels (0: none).
-        win_size: SSIM window size.
-        data_range: SSIM data range (``None``: per sample).
+def mask_outside(anomaly_map: torch.Tensor, foreground: ArrayLike) -> torch.Tensor:
+    """``anomaly_map`` with 0 outside ``foreground`` (a bool or 0/1 mask broadcastable to the map's shape).
 
     Example:
-        >>> import torch
-        >>> x = torch.zeros(2, 1, 32, 32)
-        >>> rec = x.clone(); x[:, :, 10:14, 10:14] = 1.0
-        >>> m = AnomalyMap("combined", smooth_sigma=1.0)(x, rec)
-        >>> tuple(m.shape)
-        (2, 1, 32, 32)
+        >>> mask_outside(torch.ones(1, 1, 2, 2), torch.tensor([[[[1, 0], [0, 1]]]])).flatten().tolist()
+        [1.0, 0.0, 0.0, 1.0]
     """
-
-    def __init__(
-        self,
-        method: str = "abs",
-        weights: Mapping[str, float] | Sequence[float] | None = None,
-        smooth_sigma: float = 0.0,
-        win_size: int = 7,
-        data_range: float | None = None,
-    ) -> None:
-        if method not in MAP_METHODS:
-            raise ValueError(f"method must be one of {MAP_METHODS}, got {method!r}")
-        if smooth_sigma < 0:
-            raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
-        if method == "combined":
-            _weights(weights)
-        self.method = method
-        self.weights = weights
-        self.smooth_sigma = smooth_sigma
-        self.win_size = win_size
-        self.data_range = data_range
-
-    def __call__(
-        self, image: ArrayLike, reconstruction: ArrayLike, foreground: ArrayLike | None = None
-    ) -> torch.Tensor:
-        return compute_anomaly_map(
-            image,
-            reconstruction,
-            method=self.method,
-            weights=self.weights,
-            smooth_sigma=self.smooth_sigma,
-            foreground=foreground,
-            win_size=self.win_size,
-            data_range=self.data_range,
-        )
+    m = anomaly_map
+    fg = foreground if isinstance(foreground, torch.Tensor) else torch.as_tensor(np.asarray(foreground))
+    fg = fg.as_tensor() if hasattr(fg, "as_tensor") else fg
+    fg = fg.to(m.device)
+    fg = fg.bool() if fg.dtype == torch.bool else fg > 0.5
+    shape = m.shape
+    try:
+        m = torch.where(fg, m, torch.zeros((), dtype=m.dtype, device=m.device))
+    except RuntimeError as e:
+        raise ValueError(
+            f"foreground of shape {tuple(fg.shape)} does not broadcast to the map shape {tuple(m.shape)}"
+        ) from e
+    if m.shape != shape:
+        raise ValueError(f"foreground of shape {tuple(fg.shape)} changes the map shape to {tuple(m.shape)}")
+    return m

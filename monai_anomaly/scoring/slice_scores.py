@@ -7,9 +7,10 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["SLICE_SCORE_METHODS", "slice_scores"]
+__all__ = ["SCORE_REGIONS", "SLICE_SCORE_METHODS", "score_slices", "slice_scores"]
 
 SLICE_SCORE_METHODS = ("mean", "max", "topk", "percentile")
+SCORE_REGIONS = ("foreground", "image")
 
 
 def _sorted_score(v: torch.Tensor, method: str, k: float, q: float) -> torch.Tensor:
@@ -93,3 +94,36 @@ def slice_scores(
         if v.numel():
             out[i] = _sorted_score(v, method, k, q)
     return out.to(device=device, dtype=torch.float32)
+
+
+def score_slices(
+    maps: torch.Tensor,
+    foreground: torch.Tensor | None = None,
+    method: str = "mean",
+    region: str = "foreground",
+    k: float = 0.01,
+    q: float = 99.0,
+) -> torch.Tensor:
+    """The slice scores of every door: validation, ``evaluate``, ``infer``, ``monai.bundle run`` and MONAI Label.
+
+    Called on maps at the size the network was trained on (where the thresholds are fitted), already 0 outside the
+    foreground (:meth:`AnomalyMapNet.predict <monai_anomaly.networks.anomaly_net.AnomalyMapNet.predict>`).
+
+    Args:
+        maps: ``(B, 1, H, W)`` anomaly maps.
+        foreground: ``(B, 1, H, W)`` foreground masks, or ``None``.
+        method: :data:`SLICE_SCORE_METHODS`.
+        region: ``"foreground"`` scores the foreground pixels only; ``"image"`` the whole slice (the map being 0
+            outside the foreground: a slice's total in-body error over the slice area, the published convention).
+        k: ``"topk"`` fraction.
+        q: ``"percentile"`` percentile.
+
+    Example:
+        >>> m = torch.ones(1, 1, 4, 4); fg = torch.zeros(1, 1, 4, 4); fg[..., :2, :] = 1
+        >>> score_slices(m * fg, fg, "mean", "foreground").item(), score_slices(m * fg, fg, "mean", "image").item()
+        (1.0, 0.5)
+    """
+    if region not in SCORE_REGIONS:
+        raise ValueError(f"region must be one of {SCORE_REGIONS}, got {region!r}")
+    mask = foreground if region == "foreground" else None
+    return slice_scores(maps, method=method, k=k, q=q, mask=mask)

@@ -31,9 +31,10 @@ class ResizeToSquare(Transform):
     """Resize a channel-first image so it becomes ``size`` x ``size`` (x ``size``) without distorting it.
 
     ``mode="pad"`` (default) resizes the longest side to ``size`` with MONAI's ``Resize(size_mode="longest")`` and pads
-    the short side symmetrically with ``value`` (:class:`~monai.transforms.SpatialPad`); the whole image is kept. This
-    matches :func:`monai_anomaly.inferers.slice.fit_to_square` used at inference (which uses torch's antialias instead
-    of MONAI's Gaussian anti-aliasing when shrinking, so values differ slightly). ``mode="crop"`` resizes the
+    the short side symmetrically with ``value`` (:class:`~monai.transforms.SpatialPad`); the whole image is kept, and
+    :meth:`restore` puts an output (an anomaly map) back onto the input's grid. Training, evaluation and inference
+    all resize slices with this transform, so a slice reaches the network with the same values from every door.
+    ``mode="crop"`` resizes the
     shortest side to ``size`` and crops the centre (:class:`~monai.transforms.CenterSpatialCrop`).
 
     Args:
@@ -81,6 +82,39 @@ class ResizeToSquare(Transform):
         new_size = tuple(max(self.size, int(round(s * scale))) for s in spatial)
         out = Resize(new_size, mode=self.interp_mode, anti_aliasing=self.anti_aliasing)(img)
         return CenterSpatialCrop(target)(out)
+
+    def content_box(self, spatial_shape: Sequence[int]) -> tuple[tuple[int, int], ...]:
+        """``(start, stop)`` per axis of the input's content inside the ``"pad"`` output (what :meth:`restore` crops).
+
+        Example:
+            >>> ResizeToSquare(32).content_box((40, 20))
+            ((0, 32), (8, 24))
+        """
+        if self.mode != "pad":
+            raise ValueError("content_box is defined for mode 'pad' only")
+        scale = self.size / max(int(s) for s in spatial_shape)
+        box = []
+        for s in spatial_shape:
+            n = int(round(int(s) * scale))  # MONAI Resize(size_mode="longest")
+            start = (self.size - n) // 2  # SpatialPad(method="symmetric")
+            box.append((start, start + n))
+        return tuple(box)
+
+    def restore(self, out: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+        """Undo :meth:`__call__` (mode ``"pad"``) on a ``(C, size, size)`` output such as an anomaly map: crop the
+        padding and resize (bilinear) back to ``spatial_shape``. For display only: scores are taken before it.
+
+        Example:
+            >>> ResizeToSquare(32).restore(torch.ones(1, 32, 32), (40, 20)).shape
+            torch.Size([1, 40, 20])
+        """
+        box = self.content_box(spatial_shape)
+        crop = out[(slice(None), *(slice(a, b) for a, b in box))]
+        spatial = tuple(int(s) for s in spatial_shape)
+        if tuple(crop.shape[1:]) == spatial:
+            return crop
+        mode = "bilinear" if len(spatial) == 2 else "trilinear"
+        return torch.nn.functional.interpolate(crop[None].float(), size=spatial, mode=mode, align_corners=False)[0]
 
 
 class ResizeToSquared(MapTransform):

@@ -16,6 +16,7 @@ class AnomalyKeys(StrEnum):
 
     IMAGE = "image"
     RECONSTRUCTION = "reconstruction"
+    LOGITS = "logits"
     ANOMALY_MAP = "anomaly_map"
     SCORE = "score"
     VOLUME_SCORE = "volume_score"

@@ -74,9 +74,10 @@ def test_heatmap_is_the_network_map_on_the_file_grid(bundle: Path, studies: Path
     runner = AnomalyBundleRunner(bundle)
     heat, _ = runner(studies / "vol.nii.gz")
     item = {"image": str(studies / "vol.nii.gz"), "volume_id": "vol", "label": -1}
-    ras_image = runner._load()["pre"](item)["image"]
+    d = runner._load()["pre"](item)
     with torch.no_grad():
-        ras_map = runner._load()["inferer"](ras_image[None], runner._load()["network"])[0]
+        out = runner._load()["inferer"](d["image"][None], runner._load()["network"], foreground=d["foreground"][None])
+    ras_map = out["anomaly_map"][0]
     # the file is L-P-S (x and y flipped w.r.t. RAS): flipping the RAS map's first two axes gives the file's grid
     np.testing.assert_allclose(heat.numpy(), ras_map.flip(1, 2).numpy(), atol=1e-6)
 
@@ -169,23 +170,23 @@ def _variant(bundle: Path, dst: Path, postprocessing: list[dict]) -> Path:
 
 
 def test_postprocessing_may_read_pred_or_anomaly_map(bundle: Path, studies: Path, tmp_path: Path) -> None:
-    """The bundle's postprocessing reads ``pred`` (MONAI's evaluator key); ``anomaly_map`` works too; a map the
-    postprocessing changes is the heatmap; the weights and the fitted threshold may come from another file."""
+    """The bundle's postprocessing reads ``pred`` (MONAI's evaluator key: the inferer's map and slice scores); a map
+    the postprocessing changes is the heatmap; the weights and the fitted threshold may come from another file."""
     ckpt = bundle / "models" / "model.pt"
     heat, base = AnomalyBundleRunner(bundle)(studies / "vol.nii.gz")
     score = json.loads((bundle / "configs" / "inference.json").read_text())["postprocessing"]["transforms"][0]
     assert score["keys"] == "pred"
 
-    other = _variant(bundle, tmp_path / "by_name", [{**score, "keys": "anomaly_map"}])
+    other = _variant(bundle, tmp_path / "by_name", [score])
     heat2, result = AnomalyBundleRunner(other, checkpoint=str(ckpt))(studies / "vol.nii.gz")
     assert result["volume_score"] == pytest.approx(base["volume_score"], rel=1e-6)
     assert result["threshold"]["value"] == pytest.approx(_fitted_threshold(bundle))  # read from ckpt, not other/
     np.testing.assert_allclose(heat2.numpy(), heat.numpy(), atol=1e-6)
 
     double = {"_target_": "Lambdad", "keys": "pred", "func": "$lambda m: m * 2"}
-    doubled = _variant(bundle, tmp_path / "doubled", [double, score])
+    doubled = _variant(bundle, tmp_path / "doubled", [score, double])  # the map for display, not the scores
     heat3, result = AnomalyBundleRunner(doubled, checkpoint=str(ckpt))(studies / "vol.nii.gz")
-    assert result["volume_score"] == pytest.approx(2 * base["volume_score"], rel=1e-5)
+    assert result["volume_score"] == pytest.approx(base["volume_score"], rel=1e-6)
     np.testing.assert_allclose(heat3.numpy(), 2 * heat.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(heat3.affine.numpy(), heat.affine.numpy())
 
@@ -198,7 +199,7 @@ def test_postprocessing_that_breaks_the_contract_is_reported(bundle: Path, studi
         AnomalyBundleRunner(no_score, checkpoint=ckpt)(studies / "vol.nii.gz")
     drop = {"_target_": "DeleteItemsd", "keys": ["pred", "anomaly_map"]}
     no_map = _variant(bundle, tmp_path / "no_map", [score, drop])
-    with pytest.raises(BundleError, match="postprocessing removed the map"):
+    with pytest.raises(BundleError, match="postprocessing left no map"):
         AnomalyBundleRunner(no_map, checkpoint=ckpt)(studies / "vol.nii.gz")
     failing = _variant(bundle, tmp_path / "failing", [{**score, "keys": "no_such_key"}])
     with pytest.raises(BundleError, match="postprocessing failed: KeyError"):

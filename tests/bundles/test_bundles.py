@@ -112,7 +112,7 @@ def test_configs_agree_with_each_other(name):
     back to its ``defaults``, which must be train.json's defaults."""
     bundle = REPO / "bundles" / name
     train, infer = _cfg("train.json", bundle), _cfg("inference.json", bundle)
-    for key in ("autoencoder_def", "network_def"):
+    for key in ("model_def", "network_def"):
         assert train[key] == infer[key], key
     saved = train["model_settings"]
     for key, default in infer["defaults"].items():

@@ -1,4 +1,4 @@
-"""Tests of monai_anomaly.engines.evaluator: the output contract, scores, val_recon_loss and key-metric saving."""
+"""Tests of monai_anomaly.engines.evaluator: the output contract, scores, val_normal_loss and key-metric saving."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from monai.handlers import CheckpointSaver
 
-from monai_anomaly.engines.evaluator import NormalReconstructionLoss, ReconstructionEvaluator
+from monai_anomaly.engines.evaluator import AnomalyEvaluator, NormalValidationLoss
 from monai_anomaly.engines.utils import lower_is_better
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.networks.autoencoder import ConvAutoEncoder, ConvVAE
 from monai_anomaly.scoring.maps import compute_anomaly_map
 from monai_anomaly.scoring.slice_scores import slice_scores
@@ -59,7 +60,7 @@ def _loader(items, bs=3):
 
 def test_outputs_follow_the_contract_and_scores_separate():
     items = _items()
-    ev = ReconstructionEvaluator("cpu", _loader(items), TemplateNet(), map_method="abs", score_method="max")
+    ev = AnomalyEvaluator("cpu", _loader(items), AnomalyMapNet(TemplateNet(), "abs"), score_method="max")
     outputs: list = []
     ev.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.extend(e.state.output))
     ev.run()
@@ -78,28 +79,28 @@ def test_outputs_follow_the_contract_and_scores_separate():
     assert min(anomalous) > max(normal)
 
 
-def test_val_recon_loss_is_mean_l1_over_normal_slices_and_lower_is_better():
+def test_val_normal_loss_is_mean_l1_over_normal_slices_and_lower_is_better():
     items = _items()
-    ev = ReconstructionEvaluator("cpu", _loader(items), TemplateNet())
+    ev = AnomalyEvaluator("cpu", _loader(items), AnomalyMapNet(TemplateNet()))
     ev.run()
     l1 = [float((i["image"] - _template()).abs().mean()) for i in items if i["label"] == 0]
-    assert ev.state.metrics["val_recon_loss"] == pytest.approx(sum(l1) / len(l1), rel=1e-5)
-    assert ev.state.key_metric_name == "val_recon_loss" and ev.metric_cmp_fn is lower_is_better
-    assert ev.state.best_metric == pytest.approx(ev.state.metrics["val_recon_loss"])
+    assert ev.state.metrics["val_normal_loss"] == pytest.approx(sum(l1) / len(l1), rel=1e-5)
+    assert ev.state.key_metric_name == "val_normal_loss" and ev.metric_cmp_fn is lower_is_better
+    assert ev.state.best_metric == pytest.approx(ev.state.metrics["val_normal_loss"])
 
 
 def test_key_metric_checkpoint_keeps_the_lowest_loss(tmp_path):
     torch.manual_seed(0)
     net = ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2), num_res_units=0)
-    ev = ReconstructionEvaluator("cpu", _loader(_items()), net)
+    ev = AnomalyEvaluator("cpu", _loader(_items()), AnomalyMapNet(net))
     CheckpointSaver(str(tmp_path), {"network": net}, save_key_metric=True, key_metric_negative_sign=True).attach(ev)
     ev.run()
-    first = ev.state.metrics["val_recon_loss"]
+    first = ev.state.metrics["val_normal_loss"]
     with torch.no_grad():  # a worse model: the best checkpoint must stay the first one
         for p in net.parameters():
             p.add_(torch.randn_like(p))
     ev.run()
-    assert ev.state.metrics["val_recon_loss"] > first
+    assert ev.state.metrics["val_normal_loss"] > first
     assert ev.state.best_metric == pytest.approx(first)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 1 and f"{-first:.4f}" in files[0]
@@ -108,11 +109,10 @@ def test_key_metric_checkpoint_keeps_the_lowest_loss(tmp_path):
 def test_vae_ssim_map_percentile_score_and_batched_output():
     torch.manual_seed(0)
     vae = ConvVAE(2, 1, 1, in_shape=(SIZE, SIZE), channels=(4, 8), strides=(2, 2), latent_size=8)
-    ev = ReconstructionEvaluator(
+    ev = AnomalyEvaluator(
         "cpu",
         _loader(_items(), bs=4),
-        vae,
-        map_method="ssim",
+        AnomalyMapNet(vae, "ssim"),
         score_method="percentile",
         score_kwargs={"q": 90.0},
         decollate=False,
@@ -132,8 +132,13 @@ def test_foreground_masks_map_and_score():
     for it in items:
         it["foreground"] = (_template() > 0).float()
         it["image"] = it["image"] + 0.3 * (_template() == 0).float()  # a bright artefact outside the brain
-    ev = ReconstructionEvaluator(
-        "cpu", _loader(items), TemplateNet(), score_method="mean", foreground_key="foreground", decollate=False
+    ev = AnomalyEvaluator(
+        "cpu",
+        _loader(items),
+        AnomalyMapNet(TemplateNet()),
+        score_method="mean",
+        foreground_key="foreground",
+        decollate=False,
     )
     ev.run()
     out = ev.state.output
@@ -144,29 +149,29 @@ def test_foreground_masks_map_and_score():
 
 def test_batches_without_metadata_get_defaults():
     data = [{"image": torch.rand(2, 1, SIZE, SIZE)}]
-    ev = ReconstructionEvaluator("cpu", data, TemplateNet(), decollate=False)
+    ev = AnomalyEvaluator("cpu", data, AnomalyMapNet(TemplateNet()), decollate=False)
     ev.run()
     out = ev.state.output
     assert out["label"].tolist() == [-1, -1] and out["volume_id"] == ["", ""] and out["slice_index"].tolist() == [0, 0]
-    assert math.isnan(ev.state.metrics["val_recon_loss"])  # no labelled normals
+    assert math.isnan(ev.state.metrics["val_normal_loss"])  # no labelled normals
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="map_method"):
-        ReconstructionEvaluator("cpu", [], TemplateNet(), map_method="l1")
+    with pytest.raises(TypeError, match="predict"):
+        AnomalyEvaluator("cpu", [], TemplateNet())  # a bare network: wrap it in AnomalyMapNet
     with pytest.raises(ValueError, match="score_method"):
-        ReconstructionEvaluator("cpu", [], TemplateNet(), score_method="median")
+        AnomalyEvaluator("cpu", [], AnomalyMapNet(TemplateNet()), score_method="median")
+    with pytest.raises(ValueError, match="score_region"):
+        AnomalyEvaluator("cpu", [], AnomalyMapNet(TemplateNet()), score_region="brain")
 
 
 def test_normal_reconstruction_loss_metric():
-    m = NormalReconstructionLoss()
+    m = NormalValidationLoss()
     m.reset()
     m.update(
-        m._output_transform(
-            [{"recon_loss": torch.tensor(0.2), "label": torch.tensor(0)}, {"recon_loss": 5.0, "label": 1}]
-        )
+        m._output_transform([{"val_loss": torch.tensor(0.2), "label": torch.tensor(0)}, {"val_loss": 5.0, "label": 1}])
     )
-    m.update(m._output_transform({"recon_loss": torch.tensor([0.4, 9.0]), "label": torch.tensor([0, -1])}))
+    m.update(m._output_transform({"val_loss": torch.tensor([0.4, 9.0]), "label": torch.tensor([0, -1])}))
     assert m.compute() == pytest.approx(0.3)
 
 
@@ -174,6 +179,8 @@ def test_collector_from_handlers_reads_the_evaluator_output():
     import monai_anomaly.handlers.scores as scores_mod  # the project's own module: a broken import must fail
 
     collector = scores_mod.AnomalyScoreCollector()
-    ev = ReconstructionEvaluator("cpu", _loader(_items()), TemplateNet(), score_method="max", val_handlers=[collector])
+    ev = AnomalyEvaluator(
+        "cpu", _loader(_items()), AnomalyMapNet(TemplateNet()), score_method="max", val_handlers=[collector]
+    )
     ev.run()
     assert ev.state.metrics["slice_auroc"] == pytest.approx(1.0)

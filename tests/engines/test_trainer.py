@@ -12,7 +12,7 @@ from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from monai.handlers import CheckpointSaver, ValidationHandler
 
-from monai_anomaly.engines.evaluator import ReconstructionEvaluator
+from monai_anomaly.engines.evaluator import AnomalyEvaluator
 from monai_anomaly.engines.trainer import ReconstructionTrainer
 from monai_anomaly.engines.utils import (
     PrepareBatchReconstruction,
@@ -23,6 +23,7 @@ from monai_anomaly.engines.utils import (
 )
 from monai_anomaly.handlers.training import ThresholdFitter
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.networks.autoencoder import ConvAutoEncoder, ConvVAE
 
 
@@ -141,7 +142,9 @@ def _pipeline(seed: int, max_epochs: int, ckpt_dir, train_items, val_items):
     net = _net(seed)
     opt = torch.optim.Adam(net.parameters(), lr=5e-3)
     fitter = ThresholdFitter("mean_std", k=2.0)
-    evaluator = ReconstructionEvaluator("cpu", _loader(val_items), net, score_method="mean", val_handlers=[fitter])
+    evaluator = AnomalyEvaluator(
+        "cpu", _loader(val_items), AnomalyMapNet(net), score_method="mean", val_handlers=[fitter]
+    )
     trainer = ReconstructionTrainer("cpu", max_epochs, _loader(train_items), net, opt)
     save_dict = {"network": net, "optimizer": opt, "trainer": trainer, "threshold": fitter}
     ValidationHandler(interval=1, validator=evaluator).attach(trainer)  # before the saver: threshold of the epoch
@@ -158,7 +161,7 @@ def test_checkpoint_and_resume_continue_from_the_right_epoch(tmp_path):
     ref_trainer.run()
     assert ref_trainer.state.epoch == 2
     assert ref_fitter.threshold is not None and ref_fitter.threshold.split == "val"
-    assert math.isfinite(ref_eval.state.metrics["val_recon_loss"])
+    assert math.isfinite(ref_eval.state.metrics["val_normal_loss"])
 
     # interrupted run: one epoch, checkpoint written
     ckpt_dir = tmp_path / "run"

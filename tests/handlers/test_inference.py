@@ -10,9 +10,12 @@ import torch
 from monai.data import MetaTensor
 
 from monai_anomaly.handlers.inference import InferenceResultWriter
+from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold
 from monai_anomaly.transforms.io import LoadScand
 from monai_anomaly.transforms.postprocessing import VolumeAnomalyScored
 from monai_anomaly.utils.errors import SkipLog, SkippedFile
+
+THRESHOLDS = DecisionThresholds(Threshold(0.2, "mean_std", "val"), 0.2, "derived: the slice threshold applied", 7)
 
 
 def _volume_item(tmp_path):
@@ -24,7 +27,8 @@ def _volume_item(tmp_path):
     amap = torch.zeros_like(d["image"].as_tensor())
     amap[..., 1] = 1.0
     amap[..., 3] = 0.5
-    d = VolumeAnomalyScored(keys="pred", threshold=0.2)({**d, "pred": amap, "volume_id": "case", "label": -1})
+    pred = {"anomaly_map": amap, "slice_scores": amap.mean((0, 1, 2)), "scored": torch.ones(5, dtype=torch.bool)}
+    d = VolumeAnomalyScored(keys="pred", thresholds=THRESHOLDS)({**d, "pred": pred, "volume_id": "case", "label": -1})
     return d, affine
 
 
@@ -32,7 +36,7 @@ def test_writer_puts_scores_csv_json_and_aligned_map(tmp_path):
     item, affine = _volume_item(tmp_path)
     log = SkipLog(skip_bad=True)
     log.skipped.append(SkippedFile("bad.png", "truncated"))
-    w = InferenceResultWriter(tmp_path / "out", threshold=0.2, skip_log=log)
+    w = InferenceResultWriter(tmp_path / "out", thresholds=THRESHOLDS, skip_log=log)
     png = {
         "image": MetaTensor(torch.rand(1, 16, 20), meta={"filename_or_obj": "x/slice.png"}),
         "pred": torch.rand(1, 16, 20),
@@ -50,8 +54,12 @@ def test_writer_puts_scores_csv_json_and_aligned_map(tmp_path):
     assert [float(r["score"]) for r in case_rows] == pytest.approx([0, 1, 0, 0.5, 0])
     with open(out / "volume_results.csv") as f:
         vols = {r["volume_id"]: r for r in csv.DictReader(f)}
-    assert float(vols["case"]["volume_score"]) == pytest.approx(0.3)
+    assert float(vols["case"]["volume_score"]) == pytest.approx(0.3)  # the postprocessing's, written as it is
     scans = json.loads((out / "scores.json").read_text())
+    case = next(s for s in scans["scans"] if s["volume_id"] == "case")
+    assert case["model_epoch"] == 7 and case["decided_by"].startswith("volume threshold 0.2")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["thresholds"]["model_epoch"] == 7 and metrics["run_info"]["model_epoch"] == 7
     assert scans["skipped"] == [{"path": "bad.png", "problem": "truncated"}]
     heat = nib.load(out / "maps" / "case_anomaly_map.nii.gz")
     assert heat.shape == (10, 12, 5)

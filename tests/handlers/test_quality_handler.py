@@ -1,4 +1,4 @@
-"""Tests of monai_anomaly.handlers.quality.GenerativeQualityHandler on a tiny ReconstructionEvaluator, and of
+"""Tests of monai_anomaly.handlers.quality.GenerativeQualityHandler on a tiny AnomalyEvaluator, and of
 ``evaluate --quality True`` through the CLI on the tiny trained autoencoder bundle."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.networks.nets import resnet18
 
-from monai_anomaly.engines.evaluator import ReconstructionEvaluator
+from monai_anomaly.engines.evaluator import AnomalyEvaluator
 from monai_anomaly.handlers.quality import QUALITY_SECTION, GenerativeQualityHandler
 from monai_anomaly.handlers.report import AnomalyReportHandler
 from monai_anomaly.handlers.scores import AnomalyScoreCollector
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.networks.autoencoder import ConvAutoEncoder
 from monai_anomaly.utils.errors import BadInputError
 
@@ -43,7 +44,7 @@ def _net() -> torch.nn.Module:
 
 def _run(handlers, net=None, items=None):
     loader = DataLoader(Dataset(items or _items()), batch_size=3, shuffle=False, num_workers=0)
-    ev = ReconstructionEvaluator("cpu", loader, net or _net(), val_handlers=handlers)
+    ev = AnomalyEvaluator("cpu", loader, AnomalyMapNet(net or _net()), val_handlers=handlers)
     ev.run()
     return ev
 

@@ -1,4 +1,4 @@
-"""Tests of monai_anomaly.handlers.scores and .report on a tiny real MONAI SupervisedEvaluator."""
+"""Tests of monai_anomaly.handlers.scores and .report on a tiny real AnomalyEvaluator."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 from monai.data import DataLoader, MetaTensor
-from monai.engines import SupervisedEvaluator
-from monai.transforms import Compose, CopyItemsd
 
+from monai_anomaly.engines.evaluator import AnomalyEvaluator
 from monai_anomaly.handlers.report import AnomalyReportHandler
 from monai_anomaly.handlers.scores import AnomalyScoreCollector
-from monai_anomaly.metrics.thresholds import Threshold
-from monai_anomaly.transforms.postprocessing import AnomalyScored, ReconstructionToAnomalyMapd, VolumeAnomalyScored
+from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
+from monai_anomaly.transforms.postprocessing import VolumeAnomalyScored
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
 
@@ -47,19 +47,12 @@ def _items(n_volumes: int = 4, slices: int = 2, size: int = 16):
     return items
 
 
-def _evaluator(handlers, items, postprocessing=None, decollate=True):
-    post = postprocessing or Compose(
-        [
-            CopyItemsd(keys="pred", names="reconstruction"),
-            ReconstructionToAnomalyMapd(),
-            AnomalyScored(score_method="max"),
-        ]
-    )
-    return SupervisedEvaluator(
-        device=torch.device("cpu"),
-        val_data_loader=DataLoader(items, batch_size=3, num_workers=0),
-        network=ClampNet(),
-        postprocessing=post,
+def _evaluator(handlers, items, decollate=True, score_method="max"):
+    return AnomalyEvaluator(
+        "cpu",
+        DataLoader(items, batch_size=3, num_workers=0),
+        AnomalyMapNet(ClampNet(), "abs"),
+        score_method=score_method,
         val_handlers=handlers,
         decollate=decollate,
     )
@@ -134,15 +127,9 @@ def test_label_free_inference_and_batched_output(tmp_path):
     items = _items()
     for i in items:
         i["label"] = -1
-    collector = AnomalyScoreCollector(score_method="max")
-
-    def post(output):  # batched post-processing, no decollation
-        output["reconstruction"] = output["pred"]
-        output["anomaly_map"] = (output["image"] - output["pred"]).abs()
-        return output
-
+    collector = AnomalyScoreCollector()
     report = AnomalyReportHandler(tmp_path / "r", collector, threshold=0.3)
-    ev = _evaluator([collector, report], items, postprocessing=post, decollate=False)
+    ev = _evaluator([collector, report], items, decollate=False)
     ev.run()
     assert "slice_auroc" not in ev.state.metrics and ev.state.metrics["val_score_mean"] == pytest.approx(0.25)
     assert len(collector) == len(items) and collector.rows[-1]["volume_id"] == "v3"
@@ -156,18 +143,24 @@ def test_collector_resets_every_epoch_and_needs_scores():
     assert c.compute()["slice_auroc"] == 1.0
     c.reset()
     assert len(c) == 0 and c.compute() == {}
-    with pytest.raises(KeyError, match="neither 'score' nor 'anomaly_map'"):
-        c.update([{"image": torch.zeros(1, 4, 4)}])
+    with pytest.raises(KeyError, match="has no 'score'"):
+        c.update([{"image": torch.zeros(1, 4, 4), "anomaly_map": torch.zeros(1, 4, 4)}])  # never scores a map itself
 
 
 def test_volume_results_give_slice_rows_and_nifti(tmp_path):
     affine = torch.diag(torch.tensor([0.7, 0.7, 3.0, 1.0]))
     c = AnomalyScoreCollector()
-    post = VolumeAnomalyScored(threshold=0.1)
+    post = VolumeAnomalyScored("pred", "mean", thresholds=DecisionThresholds(Threshold(0.1, "manual", "given"), 0.1))
     for v in range(2):
         m = MetaTensor(torch.zeros(1, 8, 8, 3), affine=affine, meta={"filename_or_obj": f"/d/vol{v}.nii.gz"})
         m[0, :, :, 1] = float(v)
-        d = post({"anomaly_map": m, "image": m, "label": v, "volume_id": f"vol{v}"})
+        pred = {
+            "anomaly_map": m.as_tensor(),
+            "slice_scores": m.flatten(1, 2).mean(1)[0],
+            "scored": torch.ones(3).bool(),
+        }
+        d = post({"pred": pred, "image": m, "label": v, "volume_id": f"vol{v}"})
+        d["anomaly_map"] = d.pop("pred")
         c.update([d])
     assert [(r["volume_id"], r["slice_index"], r["score"]) for r in c.rows] == [
         ("vol0", 0, 0.0),

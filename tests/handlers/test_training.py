@@ -12,13 +12,14 @@ from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-from monai_anomaly.engines.evaluator import ReconstructionEvaluator
+from monai_anomaly.engines.evaluator import AnomalyEvaluator
 from monai_anomaly.handlers.training import (
     ResumeFromLatestCheckpoint,
     ThresholdFitter,
     load_fitted_threshold,
     load_volume_threshold,
 )
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.utils.errors import BadInputError
 
 SIZE = 16
@@ -42,7 +43,7 @@ def _items(normal_levels, anomalous_levels=(), unknown_levels=()):
 
 def _run(fitter, items):
     loader = DataLoader(Dataset(items), batch_size=3, shuffle=False, num_workers=0)
-    ev = ReconstructionEvaluator("cpu", loader, HalfNet(), score_method="mean", val_handlers=[fitter])
+    ev = AnomalyEvaluator("cpu", loader, AnomalyMapNet(HalfNet()), score_method="mean", val_handlers=[fitter])
     ev.run()
     return ev
 
@@ -303,7 +304,7 @@ def test_health_check_on_a_real_evaluator_writes_its_warnings_in_the_checkpoint(
 
     @ev.on(Events.EPOCH_STARTED)
     def _metrics(engine):
-        engine.state.metrics = {"val_recon_loss": 0.05, "slice_auroc": 0.3}
+        engine.state.metrics = {"val_normal_loss": 0.05, "slice_auroc": 0.3}
 
     ev.run([0, 1], max_epochs=2)
     assert h.warnings and h.warnings[0].startswith("inverted scores")

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from monai_anomaly.networks.anomaly_net import ReconstructionAnomalyNet
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.networks.autoencoder import ConvAutoEncoder, ConvVAE
 from monai_anomaly.scoring.maps import compute_anomaly_map
 from monai_anomaly.utils.errors import BadInputError
@@ -20,14 +20,14 @@ def _ae(seed: int = 0) -> ConvAutoEncoder:
 
 def test_forward_is_the_abs_residual_of_the_reconstruction():
     ae = _ae().eval()
-    net = ReconstructionAnomalyNet(ae).eval()
+    net = AnomalyMapNet(ae).eval()
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         m = net(x)
         rec = ae(x)
     assert m.shape == (2, 1, 32, 32)
     assert torch.allclose(m, (x - rec).abs())
-    assert torch.equal(net.reconstruct(x), rec)
+    assert torch.equal(net.predict(x)["reconstruction"], rec)
 
 
 def test_multichannel_map_is_channel_mean_and_other_methods():
@@ -36,8 +36,8 @@ def test_multichannel_map_is_channel_mean_and_other_methods():
     x = torch.rand(3, 2, 32, 32)
     with torch.no_grad():
         rec = ae(x)
-        assert torch.allclose(ReconstructionAnomalyNet(ae, "squared")(x), ((x - rec) ** 2).mean(1, keepdim=True))
-        combined = ReconstructionAnomalyNet(ae, "combined", smooth_sigma=1.0)(x)
+        assert torch.allclose(AnomalyMapNet(ae, "squared")(x), ((x - rec) ** 2).mean(1, keepdim=True))
+        combined = AnomalyMapNet(ae, "combined", smooth_sigma=1.0)(x)
     assert combined.shape == (3, 1, 32, 32)
     assert torch.allclose(combined, compute_anomaly_map(x, rec, "combined", smooth_sigma=1.0))
 
@@ -45,11 +45,11 @@ def test_multichannel_map_is_channel_mean_and_other_methods():
 def test_vae_tuple_uses_reconstruction():
     torch.manual_seed(0)
     vae = ConvVAE(2, 1, 1, in_shape=(32, 32), channels=(4, 8), strides=(2, 2), latent_size=8).eval()
-    net = ReconstructionAnomalyNet(vae, map_method="ssim").eval()
+    net = AnomalyMapNet(vae, map_method="ssim").eval()
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         rec = vae(x)[0]
-        assert torch.equal(net.reconstruct(x), rec)
+        assert torch.equal(net.predict(x)["reconstruction"], rec)
         assert torch.allclose(net(x), compute_anomaly_map(x, rec, "ssim"))
 
 
@@ -62,18 +62,18 @@ def test_bright_lesion_raises_map_where_model_reconstructs_normal():
 
     x = template.clone()
     x[..., 10:14, 20:24] = 1.0
-    m = ReconstructionAnomalyNet(Template())(x)
+    m = AnomalyMapNet(Template())(x)
     assert m[0, 0, 10:14, 20:24].min() > 0.6 and m[0, 0, :8].max() == 0
 
 
 def test_state_dict_prefix_and_bare_autoencoder_checkpoint_loads():
     trained, fresh = _ae(0), _ae(1)
-    net = ReconstructionAnomalyNet(fresh)
+    net = AnomalyMapNet(fresh)
     assert all(k.startswith("model.") for k in net.state_dict())
     net.load_state_dict(trained.state_dict())  # bare keys, strict
     for (k, a), b in zip(net.state_dict().items(), trained.state_dict().values()):
         assert k.startswith("model.") and torch.equal(a, b)
-    other = ReconstructionAnomalyNet(_ae(2))
+    other = AnomalyMapNet(_ae(2))
     other.load_state_dict(net.state_dict())  # prefixed keys load as they are
     assert torch.equal(other.model.to_latent.weight, trained.to_latent.weight)
     with pytest.raises(RuntimeError):
@@ -84,18 +84,18 @@ def test_from_checkpoint_nested(tmp_path):
     trained = _ae(0)
     path = tmp_path / "checkpoint_epoch=3.pt"
     torch.save({"network": trained.state_dict(), "optimizer": {}}, path)
-    net = ReconstructionAnomalyNet.from_checkpoint(_ae(1), path, map_method="squared")
+    net = AnomalyMapNet.from_checkpoint(_ae(1), path, map_method="squared")
     assert not net.training and net.map_method == "squared"
     assert torch.equal(net.model.from_latent.bias, trained.from_latent.bias)
     with pytest.raises(BadInputError, match="no 'model' entry"):
-        ReconstructionAnomalyNet.from_checkpoint(_ae(1), path, key="model")
+        AnomalyMapNet.from_checkpoint(_ae(1), path, key="model")
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="map_method"):
-        ReconstructionAnomalyNet(_ae(), map_method="l1")
+        AnomalyMapNet(_ae(), map_method="l1")
     with pytest.raises(ValueError, match="smooth_sigma"):
-        ReconstructionAnomalyNet(_ae(), smooth_sigma=-1.0)
+        AnomalyMapNet(_ae(), smooth_sigma=-1.0)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -107,7 +107,7 @@ def test_trace_generalises_over_batch_and_size(vae):
         if vae
         else ConvAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 2))
     )
-    net = ReconstructionAnomalyNet(model, smooth_sigma=0.0).eval()
+    net = AnomalyMapNet(model, smooth_sigma=0.0).eval()
     with torch.no_grad():
         traced = torch.jit.trace(net, torch.rand(1, 1, 32, 32), check_trace=False)
         x = torch.rand(3, 1, 32, 32)
@@ -126,7 +126,7 @@ def test_monai_ckpt_export_with_trace(tmp_path):
     torch.save(ae.state_dict(), ckpt)  # what training writes: the bare autoencoder
     config = {
         "network_def": {
-            "_target_": "monai_anomaly.networks.anomaly_net.ReconstructionAnomalyNet",
+            "_target_": "monai_anomaly.networks.anomaly_net.AnomalyMapNet",
             "model": {
                 "_target_": "monai_anomaly.networks.autoencoder.ConvAutoEncoder",
                 "spatial_dims": 2,

@@ -6,10 +6,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from monai_anomaly.engines.evaluator import ReconstructionEvaluator
+from monai_anomaly.engines.evaluator import AnomalyEvaluator
 from monai_anomaly.handlers.aucp import LabelledAUROC
 from monai_anomaly.losses.classification import SliceCrossEntropy
-from monai_anomaly.networks.anomaly_net import ReconstructionAnomalyNet
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.networks.classifier import SliceClassifier
 from monai_anomaly.networks.factory import reconstruction_network
 
@@ -66,7 +66,7 @@ def test_map_keeps_training_mode_and_one_set_of_hooks():
 def test_the_inference_wrapper_and_the_factory_give_the_classifier_map():
     net = reconstruction_network("resnet18", 32)
     assert isinstance(net, SliceClassifier)
-    wrapped = ReconstructionAnomalyNet(net).eval()
+    wrapped = AnomalyMapNet(net).eval()
     x = torch.rand(3, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(wrapped(x), net.anomaly_map(x))
@@ -78,19 +78,19 @@ def test_shared_evaluator_scores_the_classifier_by_probability_and_cross_entropy
     x, y = _blobs(6, 2)
     fg = (x > 0.2).float()
     data = [{"image": x, "label": y, "foreground": fg, "volume_id": [str(i) for i in range(6)]}]
-    ev = ReconstructionEvaluator(
-        "cpu", data, net, score_method="max", score_region="image", foreground_key="foreground",
+    ev = AnomalyEvaluator(
+        "cpu", data, AnomalyMapNet(net).eval(), score_method="max", score_region="image", foreground_key="foreground",
         key_val_metric={"val_auroc": LabelledAUROC()}, decollate=True,
     )  # fmt: skip
     ev.run()
-    out = {k: [o[k] for o in ev.state.output] for k in ("score", "anomaly_map", "recon_loss")}
+    out = {k: [o[k] for o in ev.state.output] for k in ("score", "anomaly_map", "val_loss")}
     out = {k: torch.stack([torch.as_tensor(v) for v in vals]) for k, vals in out.items()}
     with torch.no_grad():
         p = net.probability(x)
         ce = torch.nn.functional.cross_entropy(net(x), y, reduction="none")
     assert torch.all(out["score"] <= p + 1e-6)  # the map is 0 outside the body
     torch.testing.assert_close(out["anomaly_map"], net.anomaly_map(x) * fg)
-    torch.testing.assert_close(out["recon_loss"], ce)
+    torch.testing.assert_close(out["val_loss"], ce)
     assert 0.0 <= ev.state.metrics["val_auroc"] <= 1.0
 
 

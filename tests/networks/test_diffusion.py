@@ -112,10 +112,10 @@ def test_refiner_is_conditioned_on_the_coarse_image_and_keeps_stage_1_frozen():
 
 
 def test_refiner_reads_stage_1_from_a_checkpoint_and_refuses_mismatches(tmp_path):
-    from monai_anomaly.networks.anomaly_net import ReconstructionAnomalyNet
+    from monai_anomaly.networks.anomaly_net import AnomalyMapNet
     from monai_anomaly.utils.settings import ModelSettings
 
-    gan = ReconstructionAnomalyNet(_tiny_gan())
+    gan = AnomalyMapNet(_tiny_gan())
     torch.nn.init.normal_(next(gan.parameters()))
     ckpt = tmp_path / "model.pt"
     settings = ModelSettings(model_type="healthy_gan", image_size=32, intensity_range=[-1.0, 1.0],
@@ -123,7 +123,7 @@ def test_refiner_reads_stage_1_from_a_checkpoint_and_refuses_mismatches(tmp_path
     torch.save({"model": gan.state_dict(), "settings": settings.state_dict()}, ckpt)
     d = refiner_settings({"timesteps": 100, "t0": 30, "steps": 2}, str(ckpt))
     assert d["coarse"]["model_type"] == "healthy_gan" and d["t0"] == 30 and d["condition"] is True
-    net = ReconstructionAnomalyNet(reconstruction_network("gan_refined", 32, channels=(8, 16), diffusion=d))
+    net = AnomalyMapNet(reconstruction_network("gan_refined", 32, channels=(8, 16), diffusion=d))
     load_coarse_weights(net, str(ckpt), 32, [-1.0, 1.0])
     got = net.model.coarse.state_dict()
     assert all(torch.equal(got[k], v) for k, v in _strip(gan.state_dict()).items())

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_anomaly.networks.gan import HealthyGANAnomalyNet, HealthyTranslationGenerator, wgan_critic
+from monai_anomaly.networks.anomaly_net import AnomalyMapNet
+from monai_anomaly.networks.gan import HealthyReconstruction, HealthyTranslationGenerator, wgan_critic
 
 SMALL = (8, 8, 16, 32, 64, 8)
 
@@ -35,7 +36,7 @@ def test_mask_variant_blends_input_and_generated_content():
 def test_generator_works_in_3d_and_the_anomaly_net_gives_the_absolute_difference():
     g = HealthyTranslationGenerator(3, features=SMALL)
     x = torch.rand(1, 1, 32, 32, 32) * 2 - 1
-    net = HealthyGANAnomalyNet(g).eval()
+    net = AnomalyMapNet(HealthyReconstruction(g), "abs").eval()
     torch.testing.assert_close(net(x), (x - torch.tanh(x)).abs())
 
 

@@ -8,7 +8,7 @@ import torch
 from monai.metrics import SSIMMetric
 from monai.transforms import GaussianSmooth
 
-from monai_anomaly.scoring.maps import AnomalyMap, compute_anomaly_map, gaussian_smooth, residual_map, ssim_map
+from monai_anomaly.scoring.maps import compute_anomaly_map, gaussian_smooth, mask_outside, residual_map, ssim_map
 
 
 def _brain(shape=(2, 1, 32, 32), seed=0) -> torch.Tensor:
@@ -125,15 +125,16 @@ def test_foreground_masking():
         compute_anomaly_map(img, rec, "abs", foreground=torch.ones(1, 1, 8, 8))
 
 
-def test_anomaly_map_class_matches_function():
+def test_foreground_mask_is_applied_after_smoothing():
     rec = _brain(seed=5)
     img = _with_lesion(rec)
     fg = rec > 0.3
-    f = AnomalyMap("combined", weights=(0.3, 0.7), smooth_sigma=1.0)
-    expected = compute_anomaly_map(img, rec, "combined", weights=(0.3, 0.7), smooth_sigma=1.0, foreground=fg)
-    assert torch.equal(f(img, rec, foreground=fg), expected)
-    with pytest.raises(ValueError, match="method"):
-        AnomalyMap("l1")
+    m = compute_anomaly_map(img, rec, "combined", weights=(0.3, 0.7), smooth_sigma=1.0)
+    masked = compute_anomaly_map(img, rec, "combined", weights=(0.3, 0.7), smooth_sigma=1.0, foreground=fg)
+    assert torch.equal(masked, mask_outside(m, fg))  # the mask is applied after smoothing
+    assert float(masked[~fg].abs().max()) == 0.0 and float(masked[fg].max()) > 0.1
+    with pytest.raises(ValueError, match="broadcast"):
+        mask_outside(m, torch.ones(3, 1, 5, 5))
 
 
 def test_bad_shapes():

@@ -9,7 +9,6 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from monai_anomaly.inferers.slice import fit_to_square
 from monai_anomaly.transforms.intensity import ForegroundMaskd, PercentileScaled
 from monai_anomaly.transforms.io import LoadScand
 from monai_anomaly.transforms.slicing import VolumeToSlicesd
@@ -57,13 +56,20 @@ def test_masks_nearest_stay_binary_and_align_with_image():
     assert isinstance(d["image"], MetaTensor)
 
 
-def test_matches_inference_fit_to_square_geometry():
-    rng = np.random.default_rng(1)
-    img = torch.from_numpy(rng.random((1, 48, 30)).astype(np.float32))
-    ours = ResizeToSquare(64, anti_aliasing=False)(img)
-    theirs, (h, w, top, bottom, left, right) = fit_to_square(img[None], (64, 64))
-    assert (top, bottom, left, right) == (0, 0, 12, 12)
-    assert torch.allclose(ours.as_tensor() if isinstance(ours, MetaTensor) else ours, theirs[0], atol=1e-5)
+def test_content_box_and_restore_undo_the_padding():
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 30), indexing="ij")
+    img = (0.2 + 0.5 * yy + 0.3 * xx)[None]  # smooth: resizing keeps it
+    t = ResizeToSquare(64, anti_aliasing=False)
+    out = t(img)
+    out = out.as_tensor() if isinstance(out, MetaTensor) else out
+    assert t.content_box((48, 30)) == ((0, 64), (12, 52))
+    assert float(out[:, :, :12].abs().max()) == 0.0 and float(out[:, :, 52:].abs().max()) == 0.0
+    back = t.restore(out, (48, 30))
+    assert back.shape == img.shape
+    assert torch.allclose(back[:, 1:-1, 1:-1], img[:, 1:-1, 1:-1], atol=1e-3)
+    assert torch.equal(
+        ResizeToSquare(48, anti_aliasing=False).restore(torch.ones(1, 48, 48), (48, 48)), torch.ones(1, 48, 48)
+    )
 
 
 def test_3d_cube_and_bad_args():

@@ -116,12 +116,15 @@ def write_map(anomaly_map: torch.Tensor, path: str | os.PathLike) -> dict[str, A
 class AnomalyBundleRunner:
     """Load an anomaly bundle's ``configs/inference.json`` and run it on scans, one at a time.
 
-    The bundle contract (see ``docs/monailabel.md``): ``network_def`` is a module whose forward maps a normalised
-    batch to an anomaly map; ``preprocessing`` is a dictionary transform on the datalist item ``{"image": <file
-    path>, "volume_id": <file stem>, "label": -1}``; ``inferer`` (default :class:`~monai.inferers.SimpleInferer`)
-    runs the network on the ``(1, 1, H, W[, D])`` batch; ``postprocessing`` reads the map (with the image's meta) from
-    ``d["pred"]`` (MONAI's evaluator key) or, the same tensor, ``d["anomaly_map"]``, and fills ``d["result"]`` with
-    ``volume_score``, ``slice_scores``, ``threshold`` and ``prediction``. The weights are read from
+    The bundle contract (see ``docs/monailabel.md``): ``network_def`` is the anomaly model
+    (:class:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet`); ``preprocessing`` is a dictionary transform on the
+    datalist item ``{"image": <file path>, "volume_id": <file stem>, "label": -1}``; ``inferer``
+    (:class:`~monai_anomaly.inferers.slice.AnomalySliceInferer`, the one ``infer`` and ``monai.bundle run`` use) runs
+    the model on the ``(1, 1, H, W[, D])`` batch with its ``foreground`` and returns the map and the slice scores;
+    ``postprocessing`` (:class:`~monai_anomaly.transforms.postprocessing.VolumeAnomalyScored`) reads that from
+    ``d["pred"]``, leaves the map there and fills ``d["result"]`` with ``volume_score``, ``slice_scores``,
+    ``threshold`` and ``prediction``. A plain inferer whose output is a map tensor works too (``d["pred"]`` and
+    ``d["anomaly_map"]`` then hold the map). The weights are read from
     ``<bundle>/models/model.pt`` (a state dict, or a dict holding one under ``"model"``), once, on first use; a
     config id ``ckpt_path`` is set to that file, so ids derived from it (the fitted ``threshold``) read it too. The
     heatmap returned is the map as the postprocessing left it (under ``pred``, else ``anomaly_map``).
@@ -257,19 +260,24 @@ class AnomalyBundleRunner:
             raise BadInputError(
                 path, f"has shape {shape} after loading; expected a 2D image (1, H, W) or a 3D volume (1, H, W, D)"
             )
+        fg = d.get(AnomalyKeys.FOREGROUND)
+        kwargs = {} if fg is None else {"foreground": torch.as_tensor(fg).unsqueeze(0).to(self.device)}
         with torch.no_grad():
             batch = image.unsqueeze(0).to(self.device)
-            out = parts["inferer"](batch, parts["network"])
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if not isinstance(out, torch.Tensor) or tuple(out.shape[2:]) != tuple(image.shape[1:]):
-            got, want = tuple(getattr(out, "shape", ())), ", ".join(map(str, image.shape[1:]))
-            raise BundleError(self.bundle_dir, f"inferer gave {got}; expected (1, C, {want})")
-        amap = out[0].detach().cpu()
-        amap = amap.as_tensor() if isinstance(amap, MetaTensor) else amap
+            out = parts["inferer"](batch, parts["network"], **kwargs)
         meta = dict(image.meta) if isinstance(image, MetaTensor) else {}
-        raw = MetaTensor(amap[:1].float(), meta=meta)
-        d.update(dict.fromkeys(_MAP_KEYS, raw))
+        if isinstance(out, Mapping):  # AnomalySliceInferer: the map and the slice scores of the one scan
+            pred = {k: v[0].detach().cpu() for k, v in out.items()}
+            raw = pred[AnomalyKeys.ANOMALY_MAP]
+        else:  # a plain map network and inferer
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            raw = pred = out[0].detach().cpu() if isinstance(out, torch.Tensor) else out
+        if not isinstance(raw, torch.Tensor) or tuple(raw.shape[1:]) != tuple(image.shape[1:]):
+            got, want = tuple(getattr(raw, "shape", ())), ", ".join(map(str, image.shape[1:]))
+            raise BundleError(self.bundle_dir, f"inferer gave a map of shape {got}; expected (C, {want})")
+        raw = MetaTensor((raw.as_tensor() if isinstance(raw, MetaTensor) else raw)[:1].float(), meta=meta)
+        d[CommonKeys.PRED] = pred if isinstance(pred, Mapping) else raw
+        d[AnomalyKeys.ANOMALY_MAP] = raw
         try:
             d = parts["post"](d)
         except Exception as e:
@@ -279,7 +287,7 @@ class AnomalyBundleRunner:
         result = self._result(d, threshold)
         maps = [d.get(k) for k in _MAP_KEYS if isinstance(d.get(k), torch.Tensor)]
         if not maps:
-            raise BundleError(self.bundle_dir, f"postprocessing removed the map (d[{_MAP_KEYS[0]!r}])")
+            raise BundleError(self.bundle_dir, f"postprocessing left no map (d[{_MAP_KEYS[0]!r}])")
         heatmap = next((m for m in maps if m is not raw), maps[0])  # the one the postprocessing changed, if any
         if not isinstance(heatmap, MetaTensor) or _affine(heatmap.meta.get("affine")) is None:
             heatmap = MetaTensor(torch.as_tensor(heatmap), meta=meta)
