@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,7 @@ __all__ = [
     "THRESHOLD_METHODS",
     "DecisionThresholds",
     "Threshold",
+    "as_threshold",
     "fit_threshold",
 ]
 
@@ -62,6 +65,18 @@ class Threshold:
     def predict(self, scores: Any) -> np.ndarray:
         """0/1 predictions (``score >= value``) as an int64 array of the scores' flat length."""
         return (as_1d_array(scores, "scores") >= self.value).astype(np.int64)
+
+
+def as_threshold(threshold: float | Threshold | Mapping[str, Any] | None, split: str = "given") -> Threshold | None:
+    """A :class:`Threshold` from a float (recorded as ``method="manual"``), a threshold dict, or a Threshold."""
+    if threshold is None or isinstance(threshold, Threshold):
+        return threshold
+    if isinstance(threshold, Mapping):
+        return Threshold.from_dict(dict(threshold))
+    value = float(threshold)
+    if not math.isfinite(value):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    return Threshold(value, "manual", split, {})
 
 
 DERIVED = "derived"

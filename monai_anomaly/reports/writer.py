@@ -2,12 +2,12 @@
 
 This is pure code (no Ignite): :class:`monai_anomaly.handlers.report.AnomalyReportHandler` calls
 :func:`write_report` at the end of a run, and :func:`evaluate_scores` is the entry for users who already have scores
-(arrays or a CSV) and want the same report.
+(arrays or a CSV) and want the same report. The statistics are computed in :mod:`monai_anomaly.metrics.separation`,
+the tables written by :mod:`monai_anomaly.reports.tables` and the text by :mod:`monai_anomaly.reports.text`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
 import glob
 import json
@@ -20,57 +20,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_anomaly.metrics.classification import binary_metrics
-from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold
+from monai_anomaly.metrics.separation import _level_metrics, score_separation
+from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold, as_threshold
 from monai_anomaly.reports.nifti import save_map_nifti
 from monai_anomaly.reports.plots import plot_panel, plot_pr, plot_roc, plot_score_distribution
+from monai_anomaly.reports.tables import (
+    DETAILED_COLUMNS,
+    VOLUME_COLUMNS,
+    _normalise_rows,
+    _plain,
+    _write_csv,
+    read_scores_csv,
+)
+from monai_anomaly.reports.text import _report_text
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
-from monai_anomaly.utils.errors import BadInputError
 from monai_anomaly.utils.outputs import EVALUATE, INFER, REPORT_FILES, REPORT_PATTERNS, OutputNotOursError, owned_files
 from monai_anomaly.utils.text import safe_file_stem, safe_text
 
-__all__ = [
-    "DETAILED_COLUMNS",
-    "VOLUME_COLUMNS",
-    "as_threshold",
-    "evaluate_scores",
-    "read_scores_csv",
-    "score_separation",
-    "write_report",
-]
+__all__ = ["evaluate_scores", "write_report"]
 
 logger = logging.getLogger("monai_anomaly")
-
-DETAILED_COLUMNS = ("path", "volume_id", "slice_index", "label", "score", "prediction")
-VOLUME_COLUMNS = ("volume_id", "n_slices", "label", "volume_score", "prediction")
 
 PanelSource = Mapping[int, Sequence[Any]] | Callable[[dict[str, Any]], Sequence[Any] | None]
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
-def as_threshold(threshold: float | Threshold | Mapping[str, Any] | None, split: str = "given") -> Threshold | None:
-    """A :class:`Threshold` from a float (recorded as ``method="manual"``), a threshold dict, or a Threshold."""
-    if threshold is None or isinstance(threshold, Threshold):
-        return threshold
-    if isinstance(threshold, Mapping):
-        return Threshold.from_dict(dict(threshold))
-    value = float(threshold)
-    if not math.isfinite(value):
-        raise ValueError(f"threshold must be finite, got {threshold}")
-    return Threshold(value, "manual", split, {})
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu()
-        return v.item() if v.numel() == 1 else v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.item() if v.size == 1 else v.tolist()
-    return v
-
-
 def _json_safe(v: Any) -> Any:
     """Plain JSON values: NaN / Inf become ``None``, numpy / torch values become python ones."""
     v = _plain(v)
@@ -83,94 +57,6 @@ def _json_safe(v: Any) -> Any:
     if isinstance(v, (str, int, bool)) or v is None:
         return v
     return str(v)
-
-
-def _label(v: Any) -> int:
-    v = _plain(v)
-    if v is None or v == "":
-        return -1
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return -1
-    return int(f) if math.isfinite(f) and int(f) in (0, 1) else -1
-
-
-def _normalise_rows(slice_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for i, r in enumerate(slice_rows):
-        if "score" not in r:
-            raise ValueError(f"slice row {i} has no 'score': {dict(r)}")
-        path = safe_text(str(_plain(r.get("path", "")) or ""))
-        vid = _plain(r.get("volume_id"))
-        if vid is None or vid == "":
-            vid = os.path.basename(path).split(".")[0] if path else f"item_{i}"
-        row = {
-            "path": path,
-            "volume_id": safe_text(str(vid)),
-            "slice_index": int(_plain(r.get("slice_index", 0)) or 0),
-            "label": _label(r.get("label", -1)),
-            "score": float(_plain(r["score"])),
-        }
-        if r.get("calibrated_score") is not None:
-            row["calibrated_score"] = float(_plain(r["calibrated_score"]))
-        rows.append(row)
-    return rows
-
-
-def score_separation(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> dict[str, Any]:
-    """Means, standard deviations and Cohen's d between normal (0) and anomalous (1) scores (-1 ignored).
-
-    Cohen's d uses the pooled sample standard deviation (``ddof=1``); it is ``None`` unless both groups have at least
-    two samples and a non-zero pooled spread.
-
-    Example:
-        >>> round(score_separation([0, 0, 1, 1], [0.0, 2.0, 4.0, 6.0])["cohens_d"], 4)
-        2.8284
-    """
-    lab = np.asarray(labels).reshape(-1).astype(np.int64)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    ok = np.isfinite(s)
-    n0, n1 = s[(lab == 0) & ok], s[(lab == 1) & ok]
-    out: dict[str, Any] = {"n_normal": int(n0.size), "n_anomalous": int(n1.size)}
-    for name, g in (("normal", n0), ("anomalous", n1)):
-        out[f"mean_{name}"] = float(g.mean()) if g.size else None
-        out[f"std_{name}"] = float(g.std(ddof=1)) if g.size > 1 else None
-    d = None
-    if n0.size > 1 and n1.size > 1:
-        pooled = math.sqrt(((n0.size - 1) * n0.var(ddof=1) + (n1.size - 1) * n1.var(ddof=1)) / (n0.size + n1.size - 2))
-        if pooled > 0:
-            d = float((n1.mean() - n0.mean()) / pooled)
-    out["cohens_d"] = d
-    return out
-
-
-def _level_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None, what: str) -> dict[str, Any]:
-    """Metrics of one level (slices or volumes), or the reason they were skipped."""
-    finite = np.isfinite(scores)
-    known = (labels == 0) | (labels == 1)
-    use = known & finite
-    out: dict[str, Any] = {
-        "n": int(labels.size),
-        "n_labelled": int(known.sum()),
-        "n_unlabelled": int((~known).sum()),
-        "n_nonfinite": int((~finite).sum()),
-        "metrics": None,
-        "skipped_reason": None,
-    }
-    if threshold is not None:
-        out["n_predicted_anomalous"] = int((scores[finite] >= threshold).sum())
-    n0, n1 = int((labels[use] == 0).sum()), int((labels[use] == 1).sum())
-    if n0 + n1 == 0:
-        out["skipped_reason"] = f"no labelled {what} (labels are unknown, e.g. an inference-only run)"
-    elif n0 == 0 or n1 == 0:
-        only = "anomalous (1)" if n0 == 0 else "normal (0)"
-        out["skipped_reason"] = (
-            f"all {n0 + n1} labelled {what} are {only}: AUROC/AUPRC and threshold metrics need both classes"
-        )
-    else:
-        out["metrics"] = binary_metrics(labels[use], scores[use], threshold=threshold)
-    return out
 
 
 def _check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -203,89 +89,6 @@ def _check_output_dir(output_dir: str, overwrite: bool) -> None:
                     "not delete it; choose another output folder."
                 )
             os.remove(p)
-
-
-def _write_csv(path: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return "nan" if not math.isfinite(v) else f"{v:.{digits}f}"
-    return str(v)
-
-
-def _metrics_lines(title: str, level: Mapping[str, Any]) -> list[str]:
-    lines = [title, "-" * len(title)]
-    lines.append(
-        f"items: {level['n']} ({level['n_labelled']} labelled, {level['n_unlabelled']} with unknown label"
-        + (f", {level['n_nonfinite']} with NaN/Inf score" if level["n_nonfinite"] else "")
-        + ")"
-    )
-    if "n_predicted_anomalous" in level:
-        lines.append(f"predicted anomalous at the threshold: {level['n_predicted_anomalous']}")
-    m = level["metrics"]
-    if m is None:
-        lines.append(f"metrics skipped: {level['skipped_reason']}")
-        return lines
-    lines.append(f"normal: {m['n_normal']}, anomalous: {m['n_anomalous']}")
-    lines.append(f"AUROC: {_fmt(m['auroc'])}   AUPRC (average precision): {_fmt(m['auprc'])}")
-    if "threshold" in m:
-        lines.append(
-            f"at threshold {_fmt(m['threshold'], 6)}: sensitivity {_fmt(m['sensitivity'])}, specificity "
-            f"{_fmt(m['specificity'])}, precision {_fmt(m['precision'])}, F1 {_fmt(m['f1'])}, accuracy "
-            f"{_fmt(m['accuracy'])}, balanced accuracy {_fmt(m['balanced_accuracy'])}"
-        )
-        (tn, fp), (fn, tp) = m["confusion_matrix"]
-        lines.append(f"confusion matrix: TN {tn}  FP {fp}  FN {fn}  TP {tp}")
-    return lines
-
-
-def _separation_lines(title: str, sep: Mapping[str, Any]) -> list[str]:
-    return [
-        f"{title}: normal mean {_fmt(sep['mean_normal'])} (std {_fmt(sep['std_normal'])}, n={sep['n_normal']}), "
-        f"anomalous mean {_fmt(sep['mean_anomalous'])} (std {_fmt(sep['std_anomalous'])}, n={sep['n_anomalous']}), "
-        f"Cohen's d {_fmt(sep['cohens_d'], 3)}"
-    ]
-
-
-def _threshold_lines(
-    thr: Threshold | None, volume_thr: float | None, aggregation: str, decision: Mapping[str, Any] | None = None
-) -> list[str]:
-    lines = ["Threshold", "---------"]
-    if thr is None:
-        lines.append("none given: no predictions (scores only). Fit one on validation normals with fit_threshold.")
-        return lines
-    how = {
-        "manual": "given by the user",
-        "mean_std": "mean + k * std of normal validation scores",
-        "percentile": "a percentile of normal validation scores",
-        "youden": "maximum of Youden's J (sensitivity + specificity - 1) on labelled validation data",
-        "equal_error": "equal sensitivity and specificity on labelled validation data",
-        "f1_max": "maximum F1 on labelled validation data",
-    }.get(thr.method, thr.method)
-    params = ", ".join(f"{k}={_fmt(v, 4)}" for k, v in thr.params.items())
-    lines.append(f"slice threshold: {thr.value:.6g} (method {thr.method!r}: {how}; fitted on split {thr.split!r})")
-    if params:
-        lines.append(f"threshold parameters: {params}")
-    lines.append("prediction rule: score >= threshold -> anomalous")
-    if volume_thr is None:
-        lines.append(f"volume threshold: none (aggregation {aggregation!r}); no volume predictions")
-    else:
-        lines.append(f"volume threshold: {volume_thr:.6g} on the {aggregation!r} volume score")
-    if decision:
-        lines.append(f"slice threshold source: {decision.get('slice_source')}")
-        lines.append(f"volume threshold rule: {decision.get('volume_rule') or 'not recorded'}")
-        lines.append(f"volume threshold source: {decision.get('volume_source')}")
-        lines.append(f"model epoch the thresholds were fitted at: {decision.get('model_epoch')}")
-        lines.append(f"scan verdict decided by: {decision.get('decided_by')}")
-    return lines
 
 
 def _panel_items(panels: PanelSource | None, rows: list[dict[str, Any]], top_k: int) -> list[tuple[int, Sequence]]:
@@ -524,72 +327,7 @@ def _skipped_list(skipped: Any) -> list[dict[str, str]]:
     return out
 
 
-def _report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: float | None, aggregation: str) -> str:
-    lines = ["Anomaly detection report", "========================", f"created: {results['created']}"]
-    warns = results["run_info"].get("warnings") or []
-    if warns:
-        lines += ["", "WARNINGS (read before trusting the numbers)"]
-        lines += [f"- {w}" for w in warns]
-        lines.append("")
-    for k, v in results["run_info"].items():
-        if k != "warnings":
-            lines.append(f"{k}: {v}")
-    lines.append("")
-    lines += _metrics_lines("Slice / image level", results["slice"])
-    lines.append("")
-    lines += _metrics_lines(f"Volume level (aggregation: {aggregation})", results["volume"])
-    lines.append("")
-    lines += _threshold_lines(thr, volume_thr, aggregation, results.get("thresholds"))
-    lines += ["", "Score separation (normal vs anomalous)", "--------------------------------------"]
-    lines += _separation_lines("slices", results["score_separation"]["slice"])
-    lines += _separation_lines("volumes", results["score_separation"]["volume"])
-    if "slice_calibrated" in results["score_separation"]:
-        lines += _separation_lines("slices, calibrated", results["score_separation"]["slice_calibrated"])
-    lines += ["", "Files skipped as bad input", "--------------------------"]
-    if results["skipped_files"]:
-        lines += [f"{s['path']}: {s['problem']}" for s in results["skipped_files"]]
-    else:
-        lines.append("none")
-    lines += ["", "Files in this folder: " + ", ".join(results["files"]), ""]
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------------------------- plain-python entry
-def read_scores_csv(csv_path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a score CSV with a ``score`` column and optional ``path``, ``volume_id``, ``slice_index``, ``label``,
-    ``calibrated_score`` columns (e.g. an earlier ``detailed_results.csv``).
-
-    Raises:
-        BadInputError: missing file, no ``score`` column, or a score / label that is not a number (row named).
-    """
-    csv_path = os.fspath(csv_path)
-    if not os.path.isfile(csv_path):
-        raise BadInputError(csv_path, "score CSV not found")
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "score" not in reader.fieldnames:
-            raise BadInputError(csv_path, f"needs a 'score' column, found columns {reader.fieldnames}")
-        rows = []
-        for line, r in enumerate(reader, start=2):
-            try:
-                row: dict[str, Any] = {"score": float(r["score"])}
-                if r.get("label") not in (None, ""):
-                    row["label"] = int(float(r["label"]))
-                if r.get("slice_index") not in (None, ""):
-                    row["slice_index"] = int(float(r["slice_index"]))
-                if r.get("calibrated_score") not in (None, ""):
-                    row["calibrated_score"] = float(r["calibrated_score"])
-            except (TypeError, ValueError) as e:
-                raise BadInputError(csv_path, f"line {line}: {e}") from e
-            for k in ("path", "volume_id"):
-                if r.get(k):
-                    row[k] = r[k]
-            rows.append(row)
-    if not rows:
-        raise BadInputError(csv_path, "has no data rows")
-    return rows
-
-
 def evaluate_scores(
     scores: Sequence[float] | np.ndarray | torch.Tensor | None = None,
     labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,

@@ -12,7 +12,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from monai_anomaly.metrics.thresholds import Threshold, fit_threshold
-from monai_anomaly.reports.writer import evaluate_scores, read_scores_csv, score_separation, write_report
+from monai_anomaly.reports.writer import evaluate_scores, write_report
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
 
@@ -207,20 +207,3 @@ def test_evaluate_scores_from_arrays_and_csv(tmp_path):
         evaluate_scores(output_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="3 scores but 2 label"):
         evaluate_scores([0.1, 0.2, 0.3], labels=[0, 1], output_dir=tmp_path / "c")
-
-
-def test_bad_csv(tmp_path):
-    p = tmp_path / "s.csv"
-    p.write_text("path,value\na.png,0.3\n")
-    with pytest.raises(BadInputError, match="needs a 'score' column"):
-        read_scores_csv(p)
-    p.write_text("path,score\na.png,high\n")
-    with pytest.raises(BadInputError, match="line 2"):
-        read_scores_csv(p)
-
-
-def test_score_separation():
-    sep = score_separation([0, 0, 1, 1, -1], [0.0, 2.0, 4.0, 6.0, 100.0])
-    assert sep["mean_normal"] == 1.0 and sep["mean_anomalous"] == 5.0
-    assert sep["cohens_d"] == pytest.approx(4.0 / np.sqrt(2.0))
-    assert score_separation([0, 0], [1.0, 2.0])["cohens_d"] is None
