@@ -245,29 +245,11 @@ def run_bundle(bundle: str | os.PathLike, configs: list[str], **override: Any) -
 
 
 # settings saved in model.pt that decide how a model preprocesses and scores (config id -> settings key)
-_SETTING_IDS = {
-    "image_size": "image_size",
-    "intensity": "intensity_mode",
-    "intensity_range": "intensity_range",
-    "model_type": "model_type",
-    "latent": "latent",
-    "latent_size": "latent_size",
-    "hidden_size": "hidden_size",
-    "up_mode": "up_mode",
-    "channels": "channels",
-    "strides": "strides",
-    "num_res_units": "num_res_units",
-    "gan_mask": "gan_mask",
-    "res_blocks": "res_blocks",
-    "diffusion": "diffusion",
-    "map_method": "map_method",
-    "score_method": "score_method",
-    "score_region": "score_region",
-    "aggregation": "aggregation",
-    "aggregation_k": "aggregation_k",
-    "min_foreground": "min_foreground",
-    "slice_axis": "slice_axis",
-}
+def _setting_ids() -> dict[str, str]:
+    """``{config id: saved setting}`` of every setting saved in ``model.pt`` (from ``AnomalyModelSettings``)."""
+    from monai_anomaly.utils.settings import AnomalyModelSettings
+
+    return AnomalyModelSettings.config_ids()
 
 
 def _refuse_inside_input(out: Path, inputs: str | os.PathLike, what: str = "output") -> None:
@@ -321,7 +303,7 @@ def _check_overrides(settings: dict[str, Any], override: dict[str, Any], ckpt: P
     """Refuse options that contradict how the model in ``ckpt`` was trained (its threshold would not match)."""
     from monai_anomaly.utils.cli_errors import UsageError
 
-    for cid, key in _SETTING_IDS.items():
+    for cid, key in _setting_ids().items():
         for name in {cid, key}:
             if name in override and key in settings and _norm(override[name]) != _norm(settings[key]):
                 raise UsageError(
@@ -486,7 +468,7 @@ class AnomalyCLI:
         _refuse_inside_input(out, dataset_dir)
         settings = _checkpoint_settings(ckpt)
         _check_overrides(settings, override, ckpt)
-        stored = {cid: settings[key] for cid, key in _SETTING_IDS.items() if key in settings}
+        stored = {cid: settings[key] for cid, key in _setting_ids().items() if key in settings}
         eval_dir = Path(str(override["eval_dir"])).expanduser().resolve() if "eval_dir" in override else out / "eval"
         _refuse_inside_input(eval_dir, dataset_dir, "report")
         override["eval_dir"] = str(eval_dir)

@@ -122,11 +122,8 @@ def make_tiny_trained_bundle(dst: Path, max_epochs: int = 2, name: str = "autoen
         raise KeyError(f"bundles/{name} has no tiny settings: add them to TINY_BY_BUNDLE in tests/conftest.py")
     bundle = dst / name
     shutil.copytree(_REPO / "bundles" / name, bundle, ignore=shutil.ignore_patterns("models", "eval"))
-    for cfg_name in ("train.json", "inference.json"):
-        p = bundle / "configs" / cfg_name
-        cfg = json.loads(p.read_text())
-        cfg.update(TINY_BY_BUNDLE[name])
-        p.write_text(json.dumps(cfg, indent=4))
+    p = bundle / "configs" / "train.json"  # inference.json and evaluate.json read the settings from model.pt
+    p.write_text(json.dumps({**json.loads(p.read_text()), **TINY_BY_BUNDLE[name]}, indent=4))
     data = make_tiny_sample(dst / "data")
     if name == "diffusion_refined_anomaly":  # stage 1: a tiny healthy-translation GAN, trained first
         stage1 = make_tiny_trained_bundle(dst / "stage1", max_epochs=1, name="healthy_gan_anomaly")

@@ -49,7 +49,18 @@ class SliceClassifier(nn.Module):
 
     def anomaly_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"logits": (B, 2), "anomaly_map": (B, 1, *spatial)}``: this method's own map (see :meth:`anomaly_map`),
-        what :class:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet` asks a network that makes its own map for."""
+        what :class:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet` asks a network that makes its own map for.
+
+        Raises:
+            RuntimeError: under ``torch.jit`` tracing or scripting (``ckpt_export``): Grad-CAM needs autograd when it
+                runs, which an exported graph does not have.
+        """
+        if torch.jit.is_tracing() or torch.jit.is_scripting():
+            raise RuntimeError(
+                "the supervised reference cannot be exported to TorchScript: its map is Grad-CAM, which needs "
+                "autograd at run time; serve it with `python -m monai.bundle run` (inference.json), `infer` or "
+                "MONAI Label"
+            )
         logits = self.net(x)
         return {AnomalyKeys.LOGITS: logits, AnomalyKeys.ANOMALY_MAP: self.anomaly_map(x, logits=logits)}
 

@@ -128,20 +128,20 @@ class AnomalyModelSettings:
         (64, 'intensity_mode')
     """
 
-    model_type: str = _setting("dense", "word")
-    image_size: int = _setting(64, "int")
+    model_type: str = _setting("dense", "word", network=True)
+    image_size: int = _setting(64, "int", network=True)
     intensity_mode: str = _setting("auto", "word", config_id="intensity")
     intensity_range: list = _setting([0.0, 1.0], "numbers")
-    channels: list = _setting([16, 32, 64, 64], "ints")
-    strides: list = _setting([2, 2, 2, 2], "ints")
-    latent: str = _setting("dense", "word")
-    latent_size: int = _setting(16, "int")
-    hidden_size: int = _setting(2048, "int")
-    up_mode: str = _setting("resize", "word")
-    num_res_units: int = _setting(0, "int")
-    gan_mask: bool = _setting(False, "bool")
-    res_blocks: int = _setting(9, "int")
-    diffusion: dict = _setting({}, "dict")
+    channels: list = _setting([16, 32, 64, 64], "ints", network=True)
+    strides: list = _setting([2, 2, 2, 2], "ints", network=True)
+    latent: str = _setting("dense", "word", network=True)
+    latent_size: int = _setting(16, "int", network=True)
+    hidden_size: int = _setting(2048, "int", network=True)
+    up_mode: str = _setting("resize", "word", network=True)
+    num_res_units: int = _setting(0, "int", network=True)
+    gan_mask: bool = _setting(False, "bool", network=True)
+    res_blocks: int = _setting(9, "int", network=True)
+    diffusion: dict = _setting({}, "dict", network=True)
     map_method: str = _setting("squared", "word")
     score_method: str = _setting("topk", "word")
     score_region: str = _setting("image", "word")
@@ -154,6 +154,11 @@ class AnomalyModelSettings:
     def names(cls) -> list[str]:
         """The settings' names (the keys saved in ``model.pt``), in declaration order."""
         return [f.name for f in fields(cls)]
+
+    @classmethod
+    def network_names(cls) -> list[str]:
+        """The settings the method's network is built from (:func:`~monai_anomaly.networks.factory.build_model`)."""
+        return [f.name for f in fields(cls) if f.metadata.get("network")]
 
     @classmethod
     def config_ids(cls) -> dict[str, str]:

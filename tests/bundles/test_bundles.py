@@ -20,6 +20,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, run
 
+from monai_anomaly.utils.settings import AnomalyModelSettings
+
 pytestmark = pytest.mark.bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,12 +46,10 @@ def _cfg(name: str, bundle: Path) -> dict:
     return json.loads((bundle / "configs" / name).read_text())
 
 
-@pytest.fixture(scope="module", params=BUNDLES)
-def tiny_trained_bundle(request, tmp_path_factory) -> Path:
-    """Bundle ``request.param``, shrunk and trained for two epochs on a small part of the embedded sample."""
-    if request.param == "autoencoder_anomaly":  # the session fixture other test folders share
-        return request.getfixturevalue("tiny_trained_bundle")
-    return _CONF.make_tiny_trained_bundle(tmp_path_factory.mktemp(request.param), name=request.param)
+@pytest.fixture
+def tiny_trained_bundle(trained_bundle) -> Path:
+    """Each bundle's tiny trained checkpoint (tests/bundles/conftest.py: trained once per session)."""
+    return trained_bundle
 
 
 def test_every_bundle_is_tested():
@@ -61,13 +61,19 @@ def test_every_bundle_is_tested():
             assert (REPO / "bundles" / name / "configs" / f).is_file(), (name, f)
 
 
-def test_method_bundles_are_the_autoencoder_bundle_plus_their_method():
-    """The GAN bundles are generated from the autoencoder bundle and a method file; an edit to either without
-    regenerating them (``python tools/make_method_bundles.py``) fails here."""
+def test_bundles_are_the_template_plus_their_method_folder():
+    """Every bundle's configs are generated from tools/bundle_template and its method/ folder; an edit to either
+    (or to AnomalyModelSettings) without regenerating them (``python tools/make_method_bundles.py``) fails here."""
     tool = _module(REPO / "tools" / "make_method_bundles.py", "_make_method_bundles")
-    for name in tool.METHODS:
+    assert tool.bundle_names() == BUNDLES  # every bundle has a method folder
+    for name in BUNDLES:
         for rel, text in tool.build(name).items():
             assert (REPO / "bundles" / name / rel).read_text() == text, f"bundles/{name}/{rel} is out of date"
+        variant = json.loads((REPO / "bundles" / name / "method" / "variant.json").read_text())
+        assert not [k for k in variant if "handlers#" in k], "override handlers by id, not by list position"
+    template = json.loads((REPO / "tools" / "bundle_template" / "configs" / "train.json").read_text())
+    assert "trainer" not in template["train"] and "loss" not in template  # method-neutral: each method brings its own
+    assert not set(AnomalyModelSettings.names()) & set(template)  # the settings' ids are generated from the dataclass
     gan = _cfg("train.json", REPO / "bundles" / "healthy_gan_anomaly")
     ae = _cfg("train.json", REPO / "bundles" / "autoencoder_anomaly")
     assert gan["preprocessing"] == ae["preprocessing"] and gan["threshold_fitter"] == ae["threshold_fitter"]
@@ -115,13 +121,18 @@ def test_configs_agree_with_each_other(name):
     for key in ("model_def", "network_def"):
         assert train[key] == infer[key], key
     saved = train["model_settings"]
+    evaluate = _cfg("evaluate.json", bundle)
+    assert infer["model_settings"] == saved
+    ids = {name: cid for cid, name in AnomalyModelSettings.config_ids().items()}
+    assert set(infer["defaults"]) == set(ids) == set(evaluate["saved_defaults"])
     for key, default in infer["defaults"].items():
         if key == "diffusion" and "diffusion_options" in train:  # the refiner: options + stage 1 from coarse_ckpt
             assert {k: v for k, v in default.items() if k != "coarse"} == train["diffusion_options"]
         else:
-            assert train[key] == default, key
-        assert saved[key] == f"@{key}", key  # train.json saves it in model.pt
-        assert infer[key] == f"$@settings.get('{key}', @defaults#{key})", key
+            assert train[key] == default == evaluate["saved_defaults"][key], key
+        assert saved[key] == f"@{ids[key]}", key  # train.json saves it in model.pt
+        assert infer[ids[key]] == f"$@settings.get('{key}', @defaults#{key})", key  # inference reads it back
+        assert evaluate[ids[key]] == f"$@saved_settings.get('{key}', @saved_defaults#{key})", key  # and evaluate
     train_pre = [t for t in train["preprocessing"]["transforms"]]
     infer_pre = [t for t in infer["preprocessing"]["transforms"] if t["_target_"] != "SelectItemsd"]
     assert [t["_target_"] for t in train_pre] == [t["_target_"] for t in infer_pre]
