@@ -8,11 +8,19 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_anomaly.engines.utils import list_checkpoints
-from monai_anomaly.metrics.thresholds import DERIVED, LABEL_FREE_METHODS, DecisionThresholds, Threshold, fit_threshold
+from monai_anomaly.metrics.thresholds import (
+    DERIVED,
+    LABEL_FREE_METHODS,
+    SIMULATED,
+    DecisionThresholds,
+    Threshold,
+    fit_threshold,
+)
 from monai_anomaly.scoring.aggregation import AGGREGATION_METHODS, aggregate_scores
 from monai_anomaly.scoring.calibration import NormalCalibrator
 from monai_anomaly.utils.checkpoints import load_checkpoint
@@ -87,13 +95,14 @@ class ThresholdFitter:
         aggregation_kwargs: its ``k`` / ``q``.
         min_volumes: the volume threshold is fitted (same ``method``) on the aggregated scores of the normal
             validation volumes (volumes with no anomalous slice) when there are at least this many; otherwise it is
-            derived from the slice threshold: the slice threshold itself for the aggregations on the slice-score
-            scale (``mean``, ``max``, ``topk``, ``percentile``: a volume is anomalous when its aggregated slice score
-            reaches the slice threshold), and ``fraction_volume`` for ``"fraction_above"``. ``volume_rule`` says
-            which, and the reports print it.
+            fitted (same ``method``) on the aggregated scores of ``n_pseudo_volumes`` pseudo-volumes drawn from the
+            normal validation slice scores (the volume score's distribution on normals, simulated), and is
+            ``fraction_volume`` for ``"fraction_above"``. ``volume_rule`` says which, and the reports print it.
         fraction_volume: the derived volume threshold of ``"fraction_above"`` (share of slices over the slice
             threshold that makes a volume anomalous).
         volume_key: the volume id key.
+        n_pseudo_volumes: pseudo-volumes drawn when there are fewer than ``min_volumes`` normal volumes.
+        seed: seed of those draws.
 
     Example:
         >>> fitter = ThresholdFitter("percentile", q=50.0)
@@ -119,7 +128,11 @@ class ThresholdFitter:
         min_volumes: int = 5,
         fraction_volume: float = 0.05,
         volume_key: str = AnomalyKeys.VOLUME_ID,
+        n_pseudo_volumes: int = 1000,
+        seed: int = 0,
     ) -> None:
+        self.n_pseudo_volumes = int(n_pseudo_volumes)
+        self.seed = int(seed)
         if aggregation not in AGGREGATION_METHODS:
             raise ValueError(f"aggregation must be one of {AGGREGATION_METHODS}, got {aggregation!r}")
         self.aggregation = aggregation
@@ -222,11 +235,30 @@ class ThresholdFitter:
                 f"threshold (only {len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
             )
         else:
-            self.volume_threshold = float(self.threshold.value)
-            self.volume_rule = (
-                f"{DERIVED}: the slice threshold applied to the {self.aggregation} of the slice scores (only "
-                f"{len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
-            )
+            self._simulate_volume_threshold(normal, kw)
+
+    def _simulate_volume_threshold(self, normal: Mapping[str, list[float]], kw: Mapping[str, Any]) -> None:
+        """Few normal validation volumes: the volume score's distribution on normals is simulated.
+
+        ``n_pseudo_volumes`` pseudo-volumes, each of as many slices as a normal validation volume has (the median),
+        are drawn with replacement from the normal validation slice scores (seeded), aggregated as at inference, and
+        the threshold method is fitted on their volume scores. A scan is then anomalous when its volume score stands
+        out from what normal scans of its size give; applying the slice threshold to the aggregate instead compares
+        a top-k mean with a single slice's spread.
+        """
+        scores = np.asarray(self._normal_scores, dtype=np.float64)
+        sizes = [len(v) for v in normal.values()] or [1]
+        n = max(1, int(np.median(sizes)))
+        rng = np.random.default_rng(self.seed)
+        draws = rng.choice(scores, size=(self.n_pseudo_volumes, n), replace=True)
+        vs = [aggregate_scores(d, method=self.aggregation, **kw) for d in draws]
+        t = fit_threshold(vs, method=self.method, k=self.k, q=self.q, split=self.split)
+        self.volume_threshold = float(t.value)
+        self.volume_rule = (
+            f"{SIMULATED}: {self.method} of the {self.aggregation} volume scores of {self.n_pseudo_volumes} "
+            f"pseudo-volumes of {n} slices drawn from the {scores.size} normal {self.split} slice scores (only "
+            f"{len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
+        )
 
     @property
     def thresholds(self) -> DecisionThresholds:

@@ -16,6 +16,8 @@ __all__ = [
     "LABEL_FREE_METHODS",
     "LABELLED_METHODS",
     "THRESHOLD_METHODS",
+    "DERIVED",
+    "SIMULATED",
     "DecisionThresholds",
     "Threshold",
     "as_threshold",
@@ -80,7 +82,9 @@ def as_threshold(threshold: float | Threshold | Mapping[str, Any] | None, split:
 
 
 DERIVED = "derived"
-"""The start of a volume rule that applies the slice threshold to the volume score (it follows a slice override)."""
+"""The start of a volume rule made from the slice threshold (it follows a ``--threshold`` override)."""
+SIMULATED = "simulated"
+"""The start of a volume rule fitted on pseudo-volumes drawn from normal validation slice scores."""
 
 
 @dataclass

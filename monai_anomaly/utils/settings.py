@@ -85,17 +85,7 @@ _ALLOWED: dict[str, tuple[str, str] | tuple[str, ...]] = {
     "aggregation": ("monai_anomaly.scoring.aggregation", "AGGREGATION_METHODS"),
     "latent": ("monai_anomaly.networks.autoencoder", "LATENT_TYPES"),
     "up_mode": ("monai_anomaly.networks.dense_ae", "UP_MODES"),
-    "model_type": (
-        "dense",
-        "spatial",
-        "vae",
-        "unet",
-        "healthy_gan",
-        "cyclegan",
-        "anoddpm",
-        "gan_refined",
-        "resnet18",
-    ),  # fmt: skip
+    "model_type": ("monai_anomaly.networks.factory", "MODEL_TYPES"),  # the registry of methods
     "score_region": ("foreground", "image"),
     "schedule": ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"),
     "noise": ("gaussian", "simplex"),

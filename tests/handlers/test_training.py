@@ -260,16 +260,39 @@ def test_volume_threshold_fitted_on_normal_volumes_when_there_are_enough():
     assert again.volume_threshold == pytest.approx(fitter.volume_threshold) and again.volume_rule == fitter.volume_rule
 
 
-def test_volume_threshold_derived_from_the_slice_threshold_with_few_volumes(tmp_path):
-    fitter = ThresholdFitter("mean_std", aggregation="topk", min_volumes=5)
-    fitter.update(_outputs(2))
+def test_few_normal_volumes_simulate_the_volume_score_of_normals(tmp_path):
+    """With fewer than min_volumes normal validation volumes, the volume threshold is fitted on pseudo-volumes drawn
+    from the normal validation slices: fresh normal scans stay under it, scans whose top slices stand out exceed it
+    (the slice threshold applied to a top-k mean, the earlier rule, flags about four times as many normal scans)."""
+    from monai_anomaly.scoring.aggregation import aggregate_scores
+
+    rng = np.random.default_rng(1)
+    n = 40
+    outs = [{"score": float(s), "label": 0, "volume_id": f"v{v}"} for v in range(2) for s in rng.normal(0.2, 0.05, n)]
+    fitter = ThresholdFitter("mean_std", k=3.0, aggregation="topk", aggregation_kwargs={"k": 0.05}, min_volumes=5)
+    fitter.update(outs)
     fitter.fit()
-    assert fitter.volume_threshold == pytest.approx(fitter.threshold.value)
-    assert fitter.volume_rule.startswith("derived")
+    assert fitter.volume_rule.startswith("simulated") and f"of {n} slices" in fitter.volume_rule
+    again = ThresholdFitter("mean_std", k=3.0, aggregation="topk", aggregation_kwargs={"k": 0.05}, min_volumes=5)
+    again.update(outs)
+    again.fit()
+    assert again.volume_threshold == fitter.volume_threshold  # seeded
+
+    def volume_scores(shift: float, n_lesion: int) -> np.ndarray:
+        scans = rng.normal(0.2, 0.05, (500, n))
+        scans[:, :n_lesion] += shift
+        return np.array([aggregate_scores(s, "topk", k=0.05) for s in scans])
+
+    normal, lesion = volume_scores(0.0, 0), volume_scores(0.15, 4)  # 4 slices of 40 at +3 std
+    assert np.mean(normal >= fitter.volume_threshold) < 0.05  # the std of 80 normal slices is an estimate
+    assert np.mean(lesion >= fitter.volume_threshold) > 0.9
+    old_rule = float(fitter.threshold.value)  # the earlier rule: the slice threshold applied to the top-k mean
+    assert np.mean(normal >= old_rule) > 2 * np.mean(normal >= fitter.volume_threshold)  # it flagged 4x more normals
+
     frac = ThresholdFitter("mean_std", aggregation="fraction_above", fraction_volume=0.1)
     frac.update(_outputs(2))
     frac.fit()
-    assert frac.volume_threshold == 0.1 and "0.1" in frac.volume_rule
+    assert frac.volume_threshold == 0.1 and "0.1" in frac.volume_rule and frac.volume_rule.startswith("derived")
     torch.save({"threshold": fitter.state_dict()}, tmp_path / "model.pt")
     value, rule = load_volume_threshold(tmp_path / "model.pt")
     assert value == pytest.approx(fitter.volume_threshold) and rule == fitter.volume_rule
