@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from monai_anomaly.data.formats import check_scan_file, scan_kind
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 
@@ -61,10 +62,8 @@ def is_dicom_dir(p: Path) -> bool:
 
 def file_passes_checks(f: str | os.PathLike, log: SkipLog) -> bool:
     """Cheap checks of a file before anything is written (empty, content not matching its name, unreadable header, a
-    singular affine, too large: :func:`~monai_anomaly.transforms.io.check_scan_file`); a bad file is raised or, when
+    singular affine, too large: :func:`~monai_anomaly.data.formats.check_scan_file`); a bad file is raised or, when
     ``log`` skips, recorded. Returns whether it is kept. Folders (DICOM series) are left to their reader."""
-    from monai_anomaly.transforms.io import check_scan_file, scan_kind
-
     f = Path(f)
     if not f.is_file():
         return True
