@@ -170,3 +170,25 @@ def test_every_door_gives_the_same_scores_and_verdict(trained_bundle, scans, tmp
         out[vid] = {"slices": {i: r["slice_scores"][i] for i in r["scored_slices"]}, "volume": r["volume_score"],
                     "prediction": r["prediction"]}  # fmt: skip
     _same("TorchScript export", out, want)
+
+
+@pytest.mark.parametrize("trained_bundle", ["autoencoder_anomaly"], indirect=True)
+def test_bundle_run_evaluate_reads_the_settings_saved_in_model_pt(trained_bundle, scans, tmp_path):
+    """``monai.bundle run`` with the shipped train.json + evaluate.json and a model trained with other settings
+    (32 px, other channels): the settings come from model.pt, none has to be repeated on the command line."""
+    shipped = REPO / "bundles" / "autoencoder_anomaly"
+    assert json.loads((shipped / "configs" / "train.json").read_text())["image_size"] != 32
+    run_dir = tmp_path / "run"
+    (run_dir / "models").mkdir(parents=True)
+    shutil.copy(trained_bundle / "models" / "model.pt", run_dir / "models" / "model.pt")
+    run(
+        config_file=[str(shipped / "configs" / "train.json"), str(shipped / "configs" / "evaluate.json")],
+        meta_file=str(shipped / "configs" / "metadata.json"),
+        bundle_root=str(shipped),
+        dataset_dir=str(scans / "manifest.csv"),
+        output_dir=str(run_dir),
+        val_batch_size=1,
+    )
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert metrics["run_info"]["image_size"] == 32 and metrics["run_info"]["bundle"] == "autoencoder_anomaly"
+    assert metrics["thresholds"]["model_epoch"] >= 1 and metrics["thresholds"]["decided_by"].startswith("volume")
