@@ -132,7 +132,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
     ``volume_id``, ``slice_index`` and ``val_loss`` (per-sample validation loss: L1 reconstruction error, or the
     cross-entropy of a method with logits on its labelled slices); with ``decollate=True`` (default) it becomes one
     dict per sample, which is what :class:`~monai_anomaly.handlers.scores.AnomalyScoreCollector` and
-    :class:`~monai_anomaly.handlers.training.ThresholdFitter` read.
+    :class:`~monai_anomaly.handlers.thresholds.ThresholdFitter` read.
 
     Unless ``key_val_metric`` is given, the key metric is ``val_normal_loss`` (:class:`NormalValidationLoss`: the
     mean validation loss over the normal slices, lower is better).

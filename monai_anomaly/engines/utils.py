@@ -214,7 +214,7 @@ def resume_if_exists(
 
     Call it after building the trainer and before ``trainer.run()``: an interrupted run then continues from the
     epoch of its last checkpoint (network, optimizer, scheduler, trainer state and any other object in
-    ``load_dict``, e.g. a :class:`~monai_anomaly.handlers.training.ThresholdFitter`). The checkpoint is read with
+    ``load_dict``, e.g. a :class:`~monai_anomaly.handlers.thresholds.ThresholdFitter`). The checkpoint is read with
     ``torch.load(..., weights_only=True)``.
 
     Args:

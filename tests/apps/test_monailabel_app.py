@@ -19,7 +19,7 @@ from PIL import Image
 
 from monai_anomaly.apps.monailabel.lib.runner import AnomalyBundleRunner, BundleError, restore_geometry
 from monai_anomaly.apps.monailabel.lib.studies import convert_dicom_series, dicom_series_folders
-from monai_anomaly.handlers.training import load_fitted_threshold, load_volume_threshold
+from monai_anomaly.handlers.thresholds import load_fitted_threshold, load_volume_threshold
 from monai_anomaly.transforms.io import LoadScan
 from monai_anomaly.utils.errors import BadInputError
 

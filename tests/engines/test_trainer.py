@@ -21,7 +21,7 @@ from monai_anomaly.engines.utils import (
     output_loss,
     resume_if_exists,
 )
-from monai_anomaly.handlers.training import ThresholdFitter
+from monai_anomaly.handlers.thresholds import ThresholdFitter
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
 from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.networks.autoencoder import ConvAutoEncoder, ConvVAE

@@ -1,28 +1,28 @@
-"""Tests of monai_anomaly.handlers.training: ThresholdFitter on a real evaluator, its checkpoint state, resume."""
+"""Tests of monai_anomaly.handlers.thresholds: ThresholdFitter on a real evaluator, its checkpoint state, reading it
+back."""
 
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset
-from monai.engines import SupervisedTrainer
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from monai_anomaly.engines.evaluator import AnomalyEvaluator
-from monai_anomaly.handlers.training import (
-    ResumeFromLatestCheckpoint,
-    ThresholdFitter,
-    load_fitted_threshold,
-    load_volume_threshold,
-)
+from monai_anomaly.handlers.thresholds import ThresholdFitter, load_fitted_threshold, load_volume_threshold
 from monai_anomaly.networks.anomaly_net import AnomalyMapNet
 from monai_anomaly.utils.errors import BadInputError
 
-SIZE = 16
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_trainer import SIZE  # noqa: E402
+from tiny_trainer import tiny_trainer as _trainer  # noqa: E402
 
 
 class HalfNet(torch.nn.Module):
@@ -117,12 +117,6 @@ def test_state_dict_roundtrip_weights_only(tmp_path):
         load_fitted_threshold(path, key="thr")
 
 
-def _trainer(net, max_epochs=1):
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    data = [{"image": torch.rand(2, 1, SIZE, SIZE), "label": torch.rand(2, 1, SIZE, SIZE)}]
-    return SupervisedTrainer("cpu", max_epochs, data, net, opt, torch.nn.L1Loss()), opt
-
-
 def test_saved_and_restored_with_monai_checkpoint_handlers(tmp_path):
     torch.manual_seed(0)
     net = torch.nn.Conv2d(1, 1, 3, padding=1)
@@ -146,30 +140,6 @@ def test_saved_and_restored_with_monai_checkpoint_handlers(tmp_path):
     assert torch.equal(net2.weight, net.weight)
 
 
-def test_resume_from_latest_checkpoint(tmp_path):
-    torch.manual_seed(0)
-    net = torch.nn.Conv2d(1, 1, 3, padding=1)
-    fresh = ResumeFromLatestCheckpoint(tmp_path / "none", {"network": net})
-    trainer, _ = _trainer(net)
-    fresh.attach(trainer)
-    trainer.run()
-    assert fresh.loaded_path is None and trainer.state.epoch == 1
-
-    ckpt_dir = tmp_path / "ckpt"
-    trainer, opt = _trainer(net, max_epochs=2)
-    CheckpointSaver(str(ckpt_dir), {"network": net, "trainer": trainer}, save_interval=1).attach(trainer)
-    trainer.run()
-    net2 = torch.nn.Conv2d(1, 1, 3, padding=1)
-    trainer2, _ = _trainer(net2, max_epochs=3)
-    resume = ResumeFromLatestCheckpoint(ckpt_dir, {"network": net2, "trainer": trainer2})
-    resume.attach(trainer2)
-    epochs = []
-    trainer2.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs.append(e.state.epoch))
-    trainer2.run()
-    assert resume.loaded_path.endswith("checkpoint_epoch=2.pt")
-    assert epochs == [3]  # only the missing epoch runs
-
-
 class NotPlain:
     """An object that is not plain data: a checkpoint holding it is not loaded."""
 
@@ -189,41 +159,7 @@ def test_unloadable_checkpoints_name_the_file_and_never_load_unsafely(tmp_path):
         load_volume_threshold(tmp_path / "bare.pt")
 
 
-def test_resume_from_a_truncated_checkpoint_says_which_file(tmp_path):
-    net = torch.nn.Conv2d(1, 1, 3, padding=1)
-    ckpt_dir = tmp_path / "ckpt"
-    trainer, _ = _trainer(net, max_epochs=2)
-    CheckpointSaver(str(ckpt_dir), {"network": net, "trainer": trainer}, save_interval=1).attach(trainer)
-    trainer.run()
-    for f in ckpt_dir.glob("checkpoint_epoch=*.pt"):  # every checkpoint truncated: nothing to fall back on
-        f.write_bytes(f.read_bytes()[:50])  # e.g. the disk filled up while saving
-    trainer2, _ = _trainer(torch.nn.Conv2d(1, 1, 3, padding=1), max_epochs=3)
-    ResumeFromLatestCheckpoint(ckpt_dir, {"network": net, "trainer": trainer2}).attach(trainer2)
-    with pytest.raises(BadInputError, match=r"checkpoint_epoch=2\.pt: .*truncated") as e:
-        trainer2.run()
-    assert "weights_only" not in str(e.value)
-
-
-def test_resume_falls_back_to_the_previous_checkpoint_when_the_latest_is_truncated(tmp_path, caplog):
-    net = torch.nn.Conv2d(1, 1, 3, padding=1)
-    ckpt_dir = tmp_path / "ckpt"
-    trainer, _ = _trainer(net, max_epochs=2)
-    CheckpointSaver(str(ckpt_dir), {"network": net, "trainer": trainer}, save_interval=1, n_saved=2).attach(trainer)
-    trainer.run()
-    latest = ckpt_dir / "checkpoint_epoch=2.pt"
-    latest.write_bytes(latest.read_bytes()[:50])
-    net2 = torch.nn.Conv2d(1, 1, 3, padding=1)
-    trainer2, _ = _trainer(net2, max_epochs=3)
-    resume = ResumeFromLatestCheckpoint(ckpt_dir, {"network": net2, "trainer": trainer2})
-    resume.attach(trainer2)
-    with caplog.at_level("WARNING", logger="monai_anomaly"):
-        trainer2.run()
-    assert resume.loaded_path == str(ckpt_dir / "checkpoint_epoch=1.pt")
-    assert "checkpoint_epoch=2.pt" in caplog.text and "previous checkpoint" in caplog.text
-    assert trainer2.state.epoch == 3
-
-
-# --- volume thresholds and training health --------------------------------------------------------------------------
+# --- volume thresholds ------------------------------------------------------------------------------------------------
 
 
 def _outputs(n_volumes: int, slices: int = 10, anomalous_volume: bool = True, seed: int = 0) -> list[dict]:
@@ -296,42 +232,3 @@ def test_few_normal_volumes_simulate_the_volume_score_of_normals(tmp_path):
     torch.save({"threshold": fitter.state_dict()}, tmp_path / "model.pt")
     value, rule = load_volume_threshold(tmp_path / "model.pt")
     assert value == pytest.approx(fitter.volume_threshold) and rule == fitter.volume_rule
-
-
-def test_health_check_flags_inverted_scores_and_unsettled_loss():
-    from monai_anomaly.handlers.training import TrainingHealthCheck
-
-    h = TrainingHealthCheck(window=3, settle_tol=0.05)
-    h.record(0.10)
-    assert any("only 1 validation" in w for w in h.warnings)
-    for loss in (0.08, 0.06):
-        h.record(loss, 0.41)
-    assert [w.split(":")[0] for w in h.warnings] == ["inverted scores", "loss not settled"]
-    for loss in (0.0599, 0.0598, 0.0598):
-        h.record(loss, 0.82)
-    assert h.warnings == []  # settled and the right way round
-    h2 = TrainingHealthCheck()
-    h2.load_state_dict(h.state_dict())
-    assert h2.losses == h.losses and h2.check() == []
-
-
-def test_health_check_on_a_real_evaluator_writes_its_warnings_in_the_checkpoint(tmp_path):
-    """Attached to an evaluator whose metrics say 'inverted', the warning survives a save/load round trip."""
-    from ignite.engine import Engine
-
-    from monai_anomaly.handlers.training import TrainingHealthCheck
-
-    h = TrainingHealthCheck(window=2)
-    ev = Engine(lambda e, b: None)
-    h.attach(ev)
-
-    @ev.on(Events.EPOCH_STARTED)
-    def _metrics(engine):
-        engine.state.metrics = {"val_normal_loss": 0.05, "slice_auroc": 0.3}
-
-    ev.run([0, 1], max_epochs=2)
-    assert h.warnings and h.warnings[0].startswith("inverted scores")
-    torch.save({"health": h.state_dict()}, tmp_path / "m.pt")
-    loaded = TrainingHealthCheck()
-    loaded.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True)["health"])
-    assert loaded.warnings == h.warnings
