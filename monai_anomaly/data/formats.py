@@ -19,13 +19,15 @@ from monai_anomaly.utils.errors import BadInputError
 pydicom, _ = optional_import("pydicom")
 
 __all__ = [
-    "NIFTI_SUFFIXES",
-    "IMAGE_SUFFIXES",
     "DICOM_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "check_scan_file",
+    "is_dicom_file",
+    "max_image_gb",
+    "read_problem",
     "scan_kind",
     "sniff_format",
-    "check_scan_file",
-    "max_image_gb",
 ]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -38,7 +40,7 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _is_dicom_file(path: Path) -> bool:
+def is_dicom_file(path: Path) -> bool:
     if _suffix(path) in DICOM_SUFFIXES:
         return True
     try:
@@ -67,7 +69,7 @@ def scan_kind(path: str | os.PathLike) -> str:
         return "nifti"
     if suffix in IMAGE_SUFFIXES:
         return "image"
-    if _is_dicom_file(p):
+    if is_dicom_file(p):
         return "dicom"
     raise BadInputError(
         p,
@@ -209,7 +211,7 @@ def check_scan_file(path: str | os.PathLike, kind: str) -> None:
         )
 
 
-def _read_problem(e: BaseException, kind: str) -> str:
+def read_problem(e: BaseException, kind: str) -> str:
     """A plain reason for a reader's failure: truncated compressed data, or the reader's own words."""
     import gzip
     import zlib

@@ -14,7 +14,7 @@ import numpy as np
 
 from monai_anomaly.metrics.classification import binary_metrics
 
-__all__ = ["score_separation"]
+__all__ = ["level_metrics", "score_separation"]
 
 
 def score_separation(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def score_separation(labels: Sequence[int] | np.ndarray, scores: Sequence[float]
     return out
 
 
-def _level_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None, what: str) -> dict[str, Any]:
+def level_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None, what: str) -> dict[str, Any]:
     """Metrics of one level (slices or volumes), or the reason they were skipped."""
     finite = np.isfinite(scores)
     known = (labels == 0) | (labels == 1)

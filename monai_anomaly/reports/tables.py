@@ -14,13 +14,13 @@ import torch
 from monai_anomaly.utils.errors import BadInputError
 from monai_anomaly.utils.text import safe_text
 
-__all__ = ["DETAILED_COLUMNS", "VOLUME_COLUMNS", "read_scores_csv"]
+__all__ = ["DETAILED_COLUMNS", "VOLUME_COLUMNS", "normalise_rows", "plain_value", "read_scores_csv", "write_csv"]
 
 DETAILED_COLUMNS = ("path", "volume_id", "slice_index", "label", "score", "prediction")
 VOLUME_COLUMNS = ("volume_id", "n_slices", "label", "volume_score", "prediction")
 
 
-def _plain(v: Any) -> Any:
+def plain_value(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         v = v.detach().cpu()
         return v.item() if v.numel() == 1 else v.tolist()
@@ -32,7 +32,7 @@ def _plain(v: Any) -> Any:
 
 
 def _label(v: Any) -> int:
-    v = _plain(v)
+    v = plain_value(v)
     if v is None or v == "":
         return -1
     try:
@@ -42,29 +42,29 @@ def _label(v: Any) -> int:
     return int(f) if math.isfinite(f) and int(f) in (0, 1) else -1
 
 
-def _normalise_rows(slice_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def normalise_rows(slice_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for i, r in enumerate(slice_rows):
         if "score" not in r:
             raise ValueError(f"slice row {i} has no 'score': {dict(r)}")
-        path = safe_text(str(_plain(r.get("path", "")) or ""))
-        vid = _plain(r.get("volume_id"))
+        path = safe_text(str(plain_value(r.get("path", "")) or ""))
+        vid = plain_value(r.get("volume_id"))
         if vid is None or vid == "":
             vid = os.path.basename(path).split(".")[0] if path else f"item_{i}"
         row = {
             "path": path,
             "volume_id": safe_text(str(vid)),
-            "slice_index": int(_plain(r.get("slice_index", 0)) or 0),
+            "slice_index": int(plain_value(r.get("slice_index", 0)) or 0),
             "label": _label(r.get("label", -1)),
-            "score": float(_plain(r["score"])),
+            "score": float(plain_value(r["score"])),
         }
         if r.get("calibrated_score") is not None:
-            row["calibrated_score"] = float(_plain(r["calibrated_score"]))
+            row["calibrated_score"] = float(plain_value(r["calibrated_score"]))
         rows.append(row)
     return rows
 
 
-def _write_csv(path: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+def write_csv(path: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()

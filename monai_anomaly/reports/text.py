@@ -8,7 +8,7 @@ from typing import Any
 
 from monai_anomaly.metrics.thresholds import Threshold
 
-__all__: list[str] = []
+__all__: list[str] = ["report_text"]
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -86,7 +86,7 @@ def _threshold_lines(
     return lines
 
 
-def _report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: float | None, aggregation: str) -> str:
+def report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: float | None, aggregation: str) -> str:
     lines = ["Anomaly detection report", "========================", f"created: {results['created']}"]
     warns = results["run_info"].get("warnings") or []
     if warns:

@@ -20,19 +20,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_anomaly.metrics.separation import _level_metrics, score_separation
+from monai_anomaly.metrics.separation import level_metrics, score_separation
 from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold, as_threshold
 from monai_anomaly.reports.nifti import save_map_nifti
 from monai_anomaly.reports.plots import plot_panel, plot_pr, plot_roc, plot_score_distribution
 from monai_anomaly.reports.tables import (
     DETAILED_COLUMNS,
     VOLUME_COLUMNS,
-    _normalise_rows,
-    _plain,
-    _write_csv,
+    normalise_rows,
+    plain_value,
     read_scores_csv,
+    write_csv,
 )
-from monai_anomaly.reports.text import _report_text
+from monai_anomaly.reports.text import report_text
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
 from monai_anomaly.utils.outputs import EVALUATE, INFER, REPORT_FILES, REPORT_PATTERNS, OutputNotOursError, owned_files
 from monai_anomaly.utils.text import safe_file_stem, safe_text
@@ -47,7 +47,7 @@ PanelSource = Mapping[int, Sequence[Any]] | Callable[[dict[str, Any]], Sequence[
 # ----------------------------------------------------------------------------------------------------------- helpers
 def _json_safe(v: Any) -> Any:
     """Plain JSON values: NaN / Inf become ``None``, numpy / torch values become python ones."""
-    v = _plain(v)
+    v = plain_value(v)
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, Mapping):
@@ -182,7 +182,7 @@ def write_report(
         ValueError: no rows, a row without score, or bad aggregation arguments.
     """
     output_dir = os.fspath(output_dir)
-    rows = _normalise_rows(slice_rows)
+    rows = normalise_rows(slice_rows)
     if not rows:
         raise ValueError("no slice rows to report")
     if thresholds is not None:
@@ -210,7 +210,7 @@ def write_report(
     # volumes (non-finite scores cannot be aggregated: such volumes get no score)
     vol_rows: list[dict[str, Any]] = []
     if volume_rows is not None:
-        vol_rows = [{**v, "volume_id": safe_text(str(_plain(v["volume_id"])))} for v in volume_rows]
+        vol_rows = [{**v, "volume_id": safe_text(str(plain_value(v["volume_id"])))} for v in volume_rows]
     elif finite.any():
         vids = [r["volume_id"] for r, ok in zip(rows, finite) if ok]
         vol_rows = aggregate_by_volume(vids, scores[finite], labels[finite], method=aggregation, **agg_kw)
@@ -226,8 +226,8 @@ def write_report(
     v_scores = np.array([v["volume_score"] for v in vol_rows], dtype=np.float64)
     v_labels = np.array([v["label"] for v in vol_rows], dtype=np.int64)
 
-    slice_level = _level_metrics(labels, scores, None if thr is None else thr.value, "slices")
-    volume_level = _level_metrics(v_labels, v_scores, volume_threshold, "volumes")
+    slice_level = level_metrics(labels, scores, None if thr is None else thr.value, "slices")
+    volume_level = level_metrics(v_labels, v_scores, volume_threshold, "volumes")
     skipped_list = _skipped_list(skipped)
     results: dict[str, Any] = {
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -250,8 +250,8 @@ def write_report(
         results["score_separation"]["slice_calibrated"] = score_separation(labels, cal)
 
     # tables
-    _write_csv(_p("detailed_results.csv"), DETAILED_COLUMNS + (("calibrated_score",) if has_cal else ()), rows)
-    _write_csv(_p("volume_results.csv"), VOLUME_COLUMNS, vol_rows)
+    write_csv(_p("detailed_results.csv"), DETAILED_COLUMNS + (("calibrated_score",) if has_cal else ()), rows)
+    write_csv(_p("volume_results.csv"), VOLUME_COLUMNS, vol_rows)
 
     # figures
     use = finite & ((labels == 0) | (labels == 1))
@@ -296,7 +296,7 @@ def write_report(
     with open(files["metrics.json"], "w") as f:
         json.dump(results, f, indent=2)
     with open(files["anomaly_report.txt"], "w") as f:
-        f.write(_report_text(results, thr, volume_threshold, aggregation))
+        f.write(report_text(results, thr, volume_threshold, aggregation))
     logger.info("anomaly report written to %s", output_dir)
     return {**results, "output_dir": output_dir, "files": dict(files)}
 

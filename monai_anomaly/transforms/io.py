@@ -32,7 +32,7 @@ from monai.data.image_reader import ImageReader
 from monai.transforms import LoadImage, MapTransform, Orientation, Transform
 from monai.utils import TransformBackends, ensure_tuple_rep, optional_import
 
-from monai_anomaly.data.formats import _is_dicom_file, _read_problem, check_scan_file, scan_kind
+from monai_anomaly.data.formats import check_scan_file, is_dicom_file, read_problem, scan_kind
 from monai_anomaly.utils.errors import BadInputError
 
 pydicom, _ = optional_import("pydicom")
@@ -118,7 +118,7 @@ class SimpleITKDicomReader(ImageReader):
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         names = filename if isinstance(filename, (list, tuple)) else [filename]
-        return all(Path(f).is_dir() or _is_dicom_file(Path(f)) for f in names)
+        return all(Path(f).is_dir() or is_dicom_file(Path(f)) for f in names)
 
     @staticmethod
     def series_files(folder: str | os.PathLike) -> list[str]:
@@ -131,7 +131,7 @@ class SimpleITKDicomReader(ImageReader):
         names = sorted(
             f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and f.name.upper() != "DICOMDIR"
         )
-        files = [f for f in names if _is_dicom_file(f)]
+        files = [f for f in names if is_dicom_file(f)]
         if not files:
             raise BadInputError(folder, "empty DICOM folder: it holds no DICOM files")
         headers = []
@@ -284,7 +284,7 @@ class LoadScan(Transform):
         except BadInputError:
             raise
         except Exception as e:  # MONAI wraps reader errors in a RuntimeError listing them
-            raise BadInputError(path, _read_problem(e, kind)) from e
+            raise BadInputError(path, read_problem(e, kind)) from e
         if not isinstance(img, MetaTensor):
             img = MetaTensor(img)
         if kind == "image":  # PILReader records (width, height) whatever reverse_indexing says

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from monai_anomaly.data.audit.shortcuts import _LABEL_NAMES, SHORTCUT_WARNING, _finite
+from monai_anomaly.data.audit.shortcuts import LABEL_NAMES, SHORTCUT_WARNING, finite_values
 from monai_anomaly.utils.outputs import OutputKind
 
 if TYPE_CHECKING:
     from monai_anomaly.data.audit.run import AuditResult
 
-__all__ = ["AUDIT", "REPORT_FILES", "check_output_dir", "write_audit_report"]
+__all__ = ["AUDIT", "REPORT_FILES", "check_output_dir", "summarize", "write_audit_report"]
 
 REPORT_FILES = (
     "audit_report.txt",
@@ -51,7 +51,7 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return str(v)
 
 
-def _summarize(res: AuditResult) -> tuple[list[str], list[str]]:
+def summarize(res: AuditResult) -> tuple[list[str], list[str]]:
     """``(warnings, findings)`` sentences; findings start with the warnings."""
     warnings: list[str] = []
     info: list[str] = []
@@ -91,7 +91,7 @@ def _summarize(res: AuditResult) -> tuple[list[str], list[str]]:
         warnings.append(f"WARNING: {len(res.skipped)} bad file(s) skipped (listed below).")
     info.append(
         f"{len(res.records)} files ({res.kind}, layout {res.layout}): "
-        + ", ".join(f"{k} {v}" for k, v in Counter(_LABEL_NAMES.get(r["label"], "?") for r in res.records).items())
+        + ", ".join(f"{k} {v}" for k, v in Counter(LABEL_NAMES.get(r["label"], "?") for r in res.records).items())
     )
     info.append(
         f"near-duplicates ({p['hash_method']} {p['hash_bits']}-bit, distance <= {p['hash_threshold']}"
@@ -318,12 +318,12 @@ def _plot_features(res: AuditResult, path: Path) -> None:
         by_label[int(r["label"])].append(r)
     for k, (key, title) in enumerate(feats):
         ax = fig.add_subplot(1, len(feats), k + 1)
-        allv = _finite([r.get(key) for r in res.records])
+        allv = finite_values([r.get(key) for r in res.records])
         bins = np.histogram_bin_edges(allv, bins=30) if allv.size and np.ptp(allv) > 0 else 10
         for label in sorted(by_label):
-            v = _finite([r.get(key) for r in by_label[label]])
+            v = finite_values([r.get(key) for r in by_label[label]])
             if v.size:
-                ax.hist(v, bins=bins, alpha=0.5, density=True, label=f"{_LABEL_NAMES.get(label, label)} ({v.size})")
+                ax.hist(v, bins=bins, alpha=0.5, density=True, label=f"{LABEL_NAMES.get(label, label)} ({v.size})")
         ax.set_title(title)
         ax.set_ylabel("density")
         ax.legend(fontsize=8)

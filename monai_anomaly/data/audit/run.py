@@ -34,8 +34,8 @@ import numpy as np
 
 from monai_anomaly.data.audit.duplicates import duplicate_groups
 from monai_anomaly.data.audit.features import THUMB_KEY, file_statistics
-from monai_anomaly.data.audit.report import _summarize
-from monai_anomaly.data.audit.shortcuts import _LABEL_NAMES, FILE_FEATURES, class_statistics, shortcut_auroc
+from monai_anomaly.data.audit.report import summarize
+from monai_anomaly.data.audit.shortcuts import FILE_FEATURES, LABEL_NAMES, class_statistics, shortcut_auroc
 from monai_anomaly.data.layouts import build_datalist
 from monai_anomaly.data.splits import split_datalist
 from monai_anomaly.utils.enums import AnomalyKeys
@@ -212,7 +212,7 @@ def audit_dataset(
     split_counts: dict[str, dict[str, int]] = {}
     for r in records:
         d = split_counts.setdefault(r["split"] or "(none)", {})
-        name = _LABEL_NAMES.get(r["label"], str(r["label"]))
+        name = LABEL_NAMES.get(r["label"], str(r["label"]))
         d[name] = d.get(name, 0) + 1
     params = {
         "layout": str(layout),
@@ -243,5 +243,5 @@ def audit_dataset(
         skipped=skipped,
         shortcut_file=shortcut_file,
     )
-    result.warnings, result.findings = _summarize(result)
+    result.warnings, result.findings = summarize(result)
     return result

@@ -17,8 +17,10 @@ __all__ = [
     "FEATURES_2D",
     "FEATURES_3D",
     "FILE_FEATURES",
+    "LABEL_NAMES",
     "SHORTCUT_WARNING",
     "class_statistics",
+    "finite_values",
     "shortcut_auroc",
 ]
 
@@ -73,7 +75,7 @@ FILE_FEATURES = (
     "spacing_z",
     "is_float",
 )
-_LABEL_NAMES = {0: "normal", 1: "abnormal", -1: "unlabelled"}
+LABEL_NAMES = {0: "normal", 1: "abnormal", -1: "unlabelled"}
 _SHORTCUT_MODELS = ("logistic_regression", "random_forest")
 SHORTCUT_WARNING = (
     "classes are separable without looking at anatomy: a detector's AUROC on this set may measure the source, "
@@ -81,18 +83,18 @@ SHORTCUT_WARNING = (
 )
 
 
-def _finite(values: Sequence[Any]) -> np.ndarray:
+def finite_values(values: Sequence[Any]) -> np.ndarray:
     arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
     return arr[np.isfinite(arr)]
 
 
 def _mean_std(values: Sequence[Any]) -> tuple[float | None, float | None]:
-    a = _finite(values)
+    a = finite_values(values)
     return (float(a.mean()), float(a.std())) if a.size else (None, None)
 
 
 def _median(values: Sequence[Any]) -> float | None:
-    a = _finite(values)
+    a = finite_values(values)
     return float(np.median(a)) if a.size else None
 
 
@@ -116,7 +118,7 @@ def class_statistics(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         r3 = [r for r in rs if r.get("kind") == "3d"]
         if r2:
             for k in ("width", "height"):
-                a = _finite([r[k] for r in r2])
+                a = finite_values([r[k] for r in r2])
                 out[k] = [float(a.min()), float(np.median(a)), float(a.max())]
             out["modes"] = dict(Counter(r["mode"] for r in r2).most_common())
             out["formats"] = dict(Counter(r["format"] for r in r2).most_common())
@@ -134,13 +136,13 @@ def class_statistics(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
     for label in sorted(by_label, key=lambda v: (v < 0, v)):
         rs = by_label[label]
-        rows.append(row(_LABEL_NAMES.get(label, str(label)), label, rs))
+        rows.append(row(LABEL_NAMES.get(label, str(label)), label, rs))
         by_cls: dict[str, list[Mapping]] = defaultdict(list)
         for r in rs:
             by_cls[str(r.get("cls", ""))].append(r)
         if len(by_cls) > 1:
             for cls in sorted(by_cls):
-                rows.append(row(f"{_LABEL_NAMES.get(label, str(label))}: {cls}", label, by_cls[cls]))
+                rows.append(row(f"{LABEL_NAMES.get(label, str(label))}: {cls}", label, by_cls[cls]))
     return rows
 
 
