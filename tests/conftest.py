@@ -112,18 +112,23 @@ def make_tiny_sample(dst: Path, n_normal: int = 40, n_abnormal: int = 20) -> Pat
 
 def make_tiny_trained_bundle(dst: Path, max_epochs: int = 2, name: str = "autoencoder_anomaly") -> Path:
     """Copy bundle ``name`` to ``dst``, set tiny network sizes in its configs and train it for a few epochs on
-    a small part of the embedded sample, so ``dst/models/model.pt`` exists (used by bundle and MONAI Label tests)."""
+    a small part of the embedded sample, so ``dst/models/model.pt`` exists (used by bundle and MONAI Label tests).
+
+    ``name`` may name a variant config of the bundle after a colon (``"autoencoder_anomaly:aeu"`` merges
+    ``configs/variants/aeu.json`` into train.json)."""
     import json
     import shutil
 
     from monai.bundle import run
 
+    name, _, variant = name.partition(":")
     if name not in TINY_BY_BUNDLE:
         raise KeyError(f"bundles/{name} has no tiny settings: add them to TINY_BY_BUNDLE in tests/conftest.py")
     bundle = dst / name
     shutil.copytree(_REPO / "bundles" / name, bundle, ignore=shutil.ignore_patterns("models", "eval"))
     p = bundle / "configs" / "train.json"  # inference.json and evaluate.json read the settings from model.pt
-    p.write_text(json.dumps({**json.loads(p.read_text()), **TINY_BY_BUNDLE[name]}, indent=4))
+    extra = json.loads((bundle / "configs" / "variants" / f"{variant}.json").read_text()) if variant else {}
+    p.write_text(json.dumps({**json.loads(p.read_text()), **extra, **TINY_BY_BUNDLE[name]}, indent=4))
     data = make_tiny_sample(dst / "data")
     if name == "diffusion_refined_anomaly":  # stage 1: a tiny healthy-translation GAN, trained first
         stage1 = make_tiny_trained_bundle(dst / "stage1", max_epochs=1, name="healthy_gan_anomaly")

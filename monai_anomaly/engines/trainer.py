@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, unpack_batch
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
+from monai_anomaly.networks.anomaly_net import split_prediction
 from monai_anomaly.utils.enums import AnomalyKeys
 
 if TYPE_CHECKING:
@@ -35,9 +36,10 @@ else:
 __all__ = ["ReconstructionTrainer"]
 
 
-def _reconstruction(pred: Any) -> torch.Tensor:
-    """The reconstruction of a network output: the tensor itself or the first element of a VAE tuple."""
-    return pred[0] if isinstance(pred, (tuple, list)) else pred
+def _reconstruction(pred: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """The reconstruction of a network output: the tensor itself, the first element of a VAE tuple, or the mean of a
+    mean + log-variance output (AE-U)."""
+    return split_prediction(pred, inputs.shape[1])[0]
 
 
 class ReconstructionTrainer(SupervisedTrainer):
@@ -185,7 +187,7 @@ class ReconstructionTrainer(SupervisedTrainer):
         )
         with autocast:
             pred = engine.inferer(inputs, engine.network, *args, **kwargs)
-        engine.state.output[CommonKeys.PRED] = _reconstruction(pred)
+        engine.state.output[CommonKeys.PRED] = _reconstruction(pred, inputs)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         if engine.amp:  # the loss in float32
             pred = tuple(p.float() for p in pred) if isinstance(pred, (tuple, list)) else pred.float()

@@ -1,4 +1,5 @@
-"""Reconstruction loss for autoencoders and VAEs: L1 / L2 / SSIM / L1+SSIM, plus a weighted KL term for VAEs."""
+"""Reconstruction loss for autoencoders and VAEs: L1 / L2 / SSIM / L1+SSIM, plus a weighted KL term for VAEs, and
+AE-U's heteroscedastic loss for networks that predict a mean and a log-variance per pixel."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.losses import SSIMLoss
 
-__all__ = ["RECONSTRUCTION_LOSS_KINDS", "ReconstructionLoss", "kl_divergence"]
+__all__ = ["RECONSTRUCTION_LOSS_KINDS", "ReconstructionLoss", "heteroscedastic_nll", "kl_divergence"]
 
-RECONSTRUCTION_LOSS_KINDS = ("l1", "l2", "ssim", "l1+ssim")
+RECONSTRUCTION_LOSS_KINDS = ("l1", "l2", "ssim", "l1+ssim", "nll")
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -29,6 +30,32 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return kl.flatten(1).sum(dim=1)
 
 
+def heteroscedastic_nll(
+    mean: torch.Tensor, log_variance: torch.Tensor, target: torch.Tensor, variance_floor: float = 1e-6
+) -> torch.Tensor:
+    """AE-U's per-pixel loss (Mao et al., MICCAI 2020): ``(x - mu)^2 / sigma^2 + log sigma^2``.
+
+    It is twice PyTorch's :func:`~torch.nn.functional.gaussian_nll_loss` (``full=False``), which it calls, with the
+    variance ``exp(log_variance)`` floored at ``variance_floor`` as there.
+
+    Args:
+        mean: the predicted mean ``mu``.
+        log_variance: the predicted ``log sigma^2``, same shape.
+        target: the image ``x``, same shape.
+        variance_floor: the smallest variance.
+
+    Returns:
+        the per-pixel loss, same shape.
+
+    Example:
+        >>> import torch
+        >>> float(heteroscedastic_nll(torch.zeros(1), torch.log(torch.tensor([4.0])), torch.tensor([2.0])))
+        2.386294364929199
+    """
+    var = log_variance.exp()
+    return 2.0 * F.gaussian_nll_loss(mean, target, var, full=False, eps=variance_floor, reduction="none")
+
+
 class ReconstructionLoss(nn.Module):
     """One loss for reconstruction-based anomaly detectors, for plain autoencoders and VAEs alike.
 
@@ -39,7 +66,9 @@ class ReconstructionLoss(nn.Module):
     - ``"l1"``: mean ``|recon - target|``;
     - ``"l2"``: mean ``(recon - target) ** 2``;
     - ``"ssim"``: ``1 - SSIM(recon, target)`` (MONAI's :class:`~monai.losses.SSIMLoss`);
-    - ``"l1+ssim"``: ``(1 - ssim_weight) * l1 + ssim_weight * (1 - SSIM)``.
+    - ``"l1+ssim"``: ``(1 - ssim_weight) * l1 + ssim_weight * (1 - SSIM)``;
+    - ``"nll"``: AE-U's :func:`heteroscedastic_nll`, mean ``(x - mu)^2 / sigma^2 + log sigma^2``, for a network with
+      twice the input's channels (mean, then log-variance: ``model_type`` ``"aeu"``).
 
     For a VAE tuple ``kl_weight * KL`` is added, KL summed over the latent dimensions. The per-sample losses are then
     reduced over the batch (``"mean"``, ``"sum"`` or ``"none"`` for a ``(B,)`` tensor). :meth:`compute_terms` also
@@ -95,6 +124,15 @@ class ReconstructionLoss(nn.Module):
         )
 
     def _per_sample_recon(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.kind == "nll":
+            c = target.shape[1]
+            if recon.shape[1] != 2 * c or recon.shape[2:] != target.shape[2:]:
+                raise ValueError(
+                    f"loss 'nll' needs a mean and a log-variance per channel (2 x {c} channels), got an output of "
+                    f"shape {tuple(recon.shape)} for a target of shape {tuple(target.shape)}"
+                )
+            recon, target = recon.float(), target.float()
+            return heteroscedastic_nll(recon[:, :c], recon[:, c:], target).flatten(1).mean(dim=1)
         if recon.shape != target.shape:
             raise ValueError(f"reconstruction and target shapes differ: {tuple(recon.shape)} vs {tuple(target.shape)}")
         recon, target = recon.float(), target.float()

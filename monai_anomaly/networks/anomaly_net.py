@@ -18,7 +18,25 @@ from monai_anomaly.utils.checkpoints import load_checkpoint
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
 
-__all__ = ["AnomalyMapNet"]
+__all__ = ["AnomalyMapNet", "split_prediction"]
+
+
+def split_prediction(out: Any, channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(reconstruction, log_variance or None)`` of a reconstruction network's output for a ``channels``-channel input.
+
+    A VAE's tuple gives its first element; a tensor with twice the input's channels is a mean and a per-pixel
+    log-variance (AE-U, ``model_type`` ``"aeu"``: means first); any other tensor is the reconstruction.
+
+    Example:
+        >>> rec, lv = split_prediction(torch.zeros(2, 2, 4, 4), channels=1)
+        >>> tuple(rec.shape), tuple(lv.shape), split_prediction(torch.zeros(2, 1, 4, 4), 1)[1]
+        ((2, 1, 4, 4), (2, 1, 4, 4), None)
+    """
+    if isinstance(out, (tuple, list)):  # a VAE's (reconstruction, mu, logvar, z)
+        return out[0], None
+    if out.ndim >= 2 and out.shape[1] == 2 * channels:
+        return out[:, :channels], out[:, channels:]
+    return out, None
 
 
 class AnomalyMapNet(nn.Module):
@@ -29,8 +47,10 @@ class AnomalyMapNet(nn.Module):
     - a network that makes its own map (it has ``anomaly_outputs(x)``, returning a dict with ``anomaly_map`` and,
       for the supervised :class:`~monai_anomaly.networks.classifier.SliceClassifier`, ``logits``: ``p(abnormal)``
       times Grad-CAM) is asked for it;
-    - any other network is a healthy reconstruction (its output, or the first element of a VAE's tuple) and the map is
-      the residual :func:`~monai_anomaly.scoring.maps.compute_anomaly_map` of ``map_method``.
+    - any other network is a healthy reconstruction (its output, the first element of a VAE's tuple, or the mean of a
+      network that also predicts a per-pixel log-variance: :func:`split_prediction`) and the map is the residual
+      :func:`~monai_anomaly.scoring.maps.compute_anomaly_map` of ``map_method`` (``"variance_normalised"`` uses the
+      predicted variance).
 
     A ``foreground`` mask given to :meth:`predict` zeroes the map outside it (after smoothing), so validation,
     evaluation and inference score the same pixels. ``forward(x)`` is ``predict(x)["anomaly_map"]`` without a mask:
@@ -98,9 +118,7 @@ class AnomalyMapNet(nn.Module):
             if foreground is not None:
                 out[AnomalyKeys.ANOMALY_MAP] = mask_outside(out[AnomalyKeys.ANOMALY_MAP], foreground)
             return out
-        recon = self.model(x)
-        if isinstance(recon, (tuple, list)):  # a VAE's (reconstruction, mu, logvar, z)
-            recon = recon[0]
+        recon, log_variance = split_prediction(self.model(x), x.shape[1])
         amap = compute_anomaly_map(
             x,
             recon,
@@ -110,6 +128,7 @@ class AnomalyMapNet(nn.Module):
             foreground=foreground,
             win_size=self.win_size,
             data_range=self.data_range,
+            log_variance=log_variance,
         )
         return {AnomalyKeys.ANOMALY_MAP: amap, AnomalyKeys.RECONSTRUCTION: recon}
 

@@ -50,6 +50,16 @@ def _dense(s: AnomalyModelSettings, nd: int) -> torch.nn.Module:
     )  # fmt: skip
 
 
+def _aeu(s: AnomalyModelSettings, nd: int) -> torch.nn.Module:
+    """AE-U (Mao et al., MICCAI 2020): the dense AE with two output channels, the mean and ``log sigma^2``."""
+    from monai_anomaly.networks.dense_ae import DenseAutoEncoder
+
+    return DenseAutoEncoder(
+        nd, 1, 2, in_shape=_shape(s, nd), channels=s.channels, latent_size=s.latent_size, hidden_size=s.hidden_size,
+        up_mode=s.up_mode,
+    )  # fmt: skip
+
+
 def _spatial(s: AnomalyModelSettings, nd: int) -> torch.nn.Module:
     from monai_anomaly.networks.autoencoder import ConvAutoEncoder
 
@@ -125,6 +135,7 @@ METHODS: dict[str, MethodSpec] = {
     spec.model_type: spec
     for spec in (
         MethodSpec("dense", _dense, "autoencoder_anomaly/method/variant.json"),
+        MethodSpec("aeu", _aeu, "autoencoder_anomaly/configs/variants/aeu.json"),
         MethodSpec("spatial", _spatial, "autoencoder_anomaly/method/variant.json"),
         MethodSpec("vae", _vae, "autoencoder_anomaly/method/variant.json"),
         MethodSpec("unet", _unet, "autoencoder_anomaly/configs/variants/dae.json"),

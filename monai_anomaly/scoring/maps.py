@@ -24,7 +24,7 @@ __all__ = [
     "ssim_map",
 ]
 
-MAP_METHODS = ("abs", "squared", "squared_rel", "ssim", "combined")
+MAP_METHODS = ("abs", "squared", "squared_rel", "ssim", "combined", "variance_normalised")
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -101,6 +101,38 @@ def relative_squared_map(image: ArrayLike, reconstruction: ArrayLike, eps: float
     sq = ((img - rec) ** 2).mean(dim=1, keepdim=True)
     var = img.flatten(1).var(dim=1, unbiased=False).clamp_min(eps)
     return sq / var.view(-1, *([1] * (sq.ndim - 1)))
+
+
+VARIANCE_FLOOR = 1e-6
+"""The smallest predicted variance (AE-U's loss and map): ``exp(log_variance)`` is clamped to it."""
+
+
+def variance_normalised_map(image: ArrayLike, mean: ArrayLike, log_variance: ArrayLike) -> torch.Tensor:
+    """AE-U's map (Mao et al., MICCAI 2020): the squared residual over the predicted per-pixel variance,
+    ``(x - mu)^2 / sigma^2``, averaged over channels.
+
+    The network predicts where it cannot reconstruct normal anatomy well (edges, texture) and divides those pixels'
+    error by a large variance, so an error ranks high only where the model was confident about normal appearance.
+
+    Args:
+        image: ``(B, C, H, W[, D])`` input.
+        mean: the predicted mean (the reconstruction), same shape.
+        log_variance: the predicted ``log sigma^2``, same shape; the variance is floored at :data:`VARIANCE_FLOOR`.
+
+    Returns:
+        ``(B, 1, H, W[, D])`` float tensor.
+
+    Example:
+        >>> import torch
+        >>> x, mu = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
+        >>> variance_normalised_map(x, mu, torch.log(torch.tensor([[[[1.0, 4.0], [0.25, 1.0]]]]))).flatten().tolist()
+        [1.0, 0.25, 4.0, 1.0]
+    """
+    img, rec = _pair(image, mean)
+    lv = _as_tensor(log_variance, "log_variance").to(device=img.device, dtype=img.dtype)
+    if lv.shape != img.shape:
+        raise ValueError(f"log_variance and image shapes differ: {tuple(lv.shape)} vs {tuple(img.shape)}")
+    return ((img - rec) ** 2 / lv.exp().clamp_min(VARIANCE_FLOOR)).mean(dim=1, keepdim=True)
 
 
 def ssim_map(
@@ -202,6 +234,7 @@ def compute_anomaly_map(
     foreground: ArrayLike | None = None,
     win_size: int = 7,
     data_range: float | None = None,
+    log_variance: ArrayLike | None = None,
 ) -> torch.Tensor:
     """Anomaly map of a reconstruction-based method.
 
@@ -210,18 +243,26 @@ def compute_anomaly_map(
         reconstruction: same shape.
         method: ``"abs"``, ``"squared"``, ``"squared_rel"`` (squared residual over the image's variance, see
             :func:`relative_squared_map`), ``"ssim"`` (``1 - SSIM``) or ``"combined"`` (``w_abs * abs + w_ssim *
-            ssim``).
+            ssim``) or ``"variance_normalised"`` (AE-U: ``(x - mu)^2 / sigma^2``, needs ``log_variance``).
         weights: for ``"combined"``: ``{"abs": w1, "ssim": w2}`` or ``(w1, w2)``; default 0.5 / 0.5.
         smooth_sigma: Gaussian smoothing sigma in pixels applied to the map (0: none).
         foreground: bool or 0/1 mask broadcastable to ``(B, 1, ...)``; the map is 0 outside it (applied after
             smoothing).
         win_size: SSIM window size.
         data_range: SSIM data range (see :func:`ssim_map`).
+        log_variance: the predicted per-pixel ``log sigma^2`` of a network that predicts one (AE-U).
 
     Returns:
         ``(B, 1, H, W[, D])`` float tensor.
     """
-    if method == "abs" or method == "squared":
+    if method == "variance_normalised":
+        if log_variance is None:
+            raise ValueError(
+                "map_method 'variance_normalised' needs a network that predicts a per-pixel log-variance "
+                "(model_type 'aeu'); this network predicts only a reconstruction"
+            )
+        m = variance_normalised_map(image, reconstruction, log_variance)
+    elif method == "abs" or method == "squared":
         m = residual_map(image, reconstruction, kind=method)
     elif method == "squared_rel":
         m = relative_squared_map(image, reconstruction)

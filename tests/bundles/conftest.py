@@ -19,4 +19,5 @@ def trained_bundle(request, tmp_path_factory) -> Path:
     autoencoder is the session fixture ``tiny_trained_bundle`` other test folders share)."""
     if request.param == "autoencoder_anomaly":
         return request.getfixturevalue("tiny_trained_bundle")
-    return _CONF.make_tiny_trained_bundle(tmp_path_factory.mktemp(request.param), name=request.param)
+    tmp = tmp_path_factory.mktemp(request.param.replace(":", "_"))
+    return _CONF.make_tiny_trained_bundle(tmp, name=request.param)

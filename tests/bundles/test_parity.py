@@ -103,6 +103,13 @@ def _same(door: str, got: dict[str, dict], want: dict[str, dict]) -> None:
         assert g["prediction"] == w["prediction"], (door, vid, g["prediction"], w["prediction"])
 
 
+# every bundle, and the autoencoder's AE-U variant (its network predicts a mean and a log-variance)
+_BUNDLES = sorted(
+    p.parent.parent.name for p in (Path(__file__).resolve().parents[2] / "bundles").glob("*/configs/metadata.json")
+)
+
+
+@pytest.mark.parametrize("trained_bundle", [*_BUNDLES, "autoencoder_anomaly:aeu"], indirect=True)
 def test_every_door_gives_the_same_scores_and_verdict(trained_bundle, scans, tmp_path):
     bundle = trained_bundle
     ckpt = bundle / "models" / "model.pt"
