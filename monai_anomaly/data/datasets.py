@@ -454,6 +454,9 @@ class SliceDataset(Dataset):
     Attributes:
         slices: the cached slice dicts.
         skipped: ``[{"path", "problem"}, ...]`` for each item skipped.
+        skipped_slices: the slices of the volumes that the slice selection left out, with the reason
+            (``[{"path", "volume_id", "slice_index", "foreground_fraction", "skip_reason"[, "label"]}, ...]``), when
+            ``volume_transform`` records them (``VolumeToSlicesd(record_skipped=True)``).
 
     Raises:
         BadInputError: an item's volume transform failed (unless ``skip_bad``); the message names its file.
@@ -490,13 +493,23 @@ class SliceDataset(Dataset):
         log = SkipLog(skip_bad)
         results = self._compute(_CatchBadInput(volume_transform, image_key), num_workers)
         self.slices: list[dict] = []
-        for res in results:
+        self.skipped_slices: list[dict] = []
+        for item, res in zip(self.items, results):
+            recorded = False
             for s in res if isinstance(res, list) else [res]:
                 if not isinstance(s, Mapping):
                     raise TypeError(f"volume_transform must return a dict or a list of dicts, got {type(s).__name__}")
                 if _BAD in s:
                     log.handle(BadInputError(s[_BAD], s["problem"]))
                     continue
+                if AnomalyKeys.SKIPPED_SLICES in s:  # the volume's slices left out (VolumeToSlicesd(record_skipped))
+                    s = dict(s)
+                    left_out = s.pop(AnomalyKeys.SKIPPED_SLICES)
+                    if not recorded:
+                        recorded = True
+                        vid = str(s.get(AnomalyKeys.VOLUME_ID, ""))
+                        where = {"path": str(item.get(image_key, "")), "volume_id": vid}
+                        self.skipped_slices.extend({**where, **dict(k)} for k in left_out or [])
                 if slice_filter is None or slice_filter(s):
                     self.slices.append(s)
         self.skipped: list[dict] = log.as_list()

@@ -66,8 +66,8 @@ class InferenceResultWriter:
     For every scan it expects, in the evaluator's decollated output, the anomaly map under ``map_key`` (``(1, H, W)``
     for 2D images, ``(1, H, W, D)`` for volumes) and the JSON-able result under ``result_key`` (as
     :class:`~monai_anomaly.transforms.postprocessing.VolumeAnomalyScored` writes it). At the end it writes into
-    ``output_dir``: ``detailed_results.csv`` (one row per scored slice/image: slices left out by the foreground
-    selection, listed in the result's ``scored_slices``, have score 0 in ``scores.json`` and no row here),
+    ``output_dir``: ``detailed_results.csv`` (one row per slice/image; a slice the foreground selection left out has
+    no score and its ``skip_reason``, as in the result's ``skipped_slices`` in ``scores.json``),
     ``volume_results.csv`` (one row per scan),
     ``scores.json`` (every scan's result), ``metrics.json`` / ``anomaly_report.txt`` / ``score_distribution.png``
     (from :func:`~monai_anomaly.reports.writer.write_report`), ``maps/<volume_id>_anomaly_map.nii.gz`` with the input's
@@ -113,6 +113,7 @@ class InferenceResultWriter:
         self.rows: list[dict[str, Any]] = []
         self.volume_rows: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
+        self.skipped_slices: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.reset)
@@ -120,7 +121,7 @@ class InferenceResultWriter:
         engine.add_event_handler(Events.COMPLETED, self.write)
 
     def reset(self, engine: Engine | None = None) -> None:
-        self.rows, self.volume_rows, self.results = [], [], []
+        self.rows, self.volume_rows, self.results, self.skipped_slices = [], [], [], []
 
     def collect(self, engine: Engine) -> None:
         outputs = _as_list(engine.state.output)
@@ -151,6 +152,8 @@ class InferenceResultWriter:
                     AnomalyKeys.SCORE: float(score),
                 }
             )
+        for k in result.get("skipped_slices") or []:
+            self.skipped_slices.append({AnomalyKeys.PATH: path, AnomalyKeys.VOLUME_ID: volume_id, "label": -1, **k})
         if result.get("volume_score") is not None:  # the postprocessing's volume score, written as it is
             self.volume_rows.append(
                 {
@@ -197,11 +200,13 @@ class InferenceResultWriter:
             thresholds=self.thresholds,
             volume_rows=self.volume_rows if len(self.volume_rows) == len(self.results) else None,
             skipped=skipped,
+            skipped_slices=self.skipped_slices,
             run_info={
                 "kind": "inference",
                 "n_scans": len(self.results),
                 "model_epoch": int(self.thresholds.epoch),
-                "slice_selection": "slices with less foreground than min_foreground are not scored (score 0, no row)",
+                "slice_selection": "slices with less foreground than min_foreground are not scored: no score in "
+                "detailed_results.csv, the reason in its skip_reason column and in scores.json",
             },
             overwrite=self.overwrite,
             extra_files=["scores.json"] + (["maps/"] if (self.output_dir / "maps").is_dir() else []),

@@ -58,6 +58,9 @@ class AnomalyReportHandler:
         event: the Ignite event to write at (``Events.COMPLETED``; ``Events.EPOCH_COMPLETED`` with ``overwrite=True``
             for a report that follows training validations).
         global_step_transform: gives the TensorBoard step from the engine (default: ``engine.state.epoch``).
+        skipped_slices: slices of the volumes the slice selection left out, with their reasons (a list, or a callable
+            ``engine -> list``, e.g. :attr:`~monai_anomaly.data.datasets.SliceDataset.skipped_slices`); written to
+            ``detailed_results.csv`` without a score.
 
     Example:
         >>> from monai.engines import SupervisedEvaluator  # doctest: +SKIP
@@ -80,7 +83,9 @@ class AnomalyReportHandler:
         global_step_transform: Callable[[Engine], int] | None = None,
         volume_threshold: float | Callable[[Engine], Any] | None = None,
         thresholds: DecisionThresholds | Callable[[Engine], Any] | None = None,
+        skipped_slices: Any = None,
     ) -> None:
+        self.skipped_slices = skipped_slices
         self.volume_threshold = volume_threshold
         self.thresholds = thresholds
         self.output_dir = os.fspath(output_dir)
@@ -130,6 +135,7 @@ class AnomalyReportHandler:
             top_k=self.top_k,
             thresholds=self._resolve(self.thresholds, engine),
             volume_rows=None if self.collector.aggregation == "fraction_above" else self.collector.volume_rows(),
+            skipped_slices=list(self._resolve(self.skipped_slices, engine) or []),
         )
         if self.tensorboard_writer is not None:
             self._log_tensorboard(self.global_step_transform(engine))

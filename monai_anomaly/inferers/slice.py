@@ -19,15 +19,16 @@ from monai.inferers import Inferer
 
 from monai_anomaly.scoring.maps import mask_outside
 from monai_anomaly.scoring.slice_scores import SCORE_REGIONS, SLICE_SCORE_METHODS, score_slices
-from monai_anomaly.transforms.slicing import select_slices
+from monai_anomaly.transforms.slicing import foreground_fractions, select_slices
 from monai_anomaly.transforms.spatial import ResizeToSquare
 from monai_anomaly.utils.enums import AnomalyKeys
 
 __all__ = ["SCANNED_KEYS", "AnomalySliceInferer"]
 
-SCANNED_KEYS = ("slice_scores", "scored")
-"""What :class:`AnomalySliceInferer` returns beside ``anomaly_map``: ``(B, S)`` slice scores (0 where not scored)
-and ``(B, S)`` booleans, True where a slice was scored."""
+SCANNED_KEYS = ("slice_scores", "scored", "foreground_fraction", "min_foreground")
+"""What :class:`AnomalySliceInferer` returns beside ``anomaly_map``: ``(B, S)`` slice scores (0 where not scored),
+``(B, S)`` booleans, True where a slice was scored, ``(B, S)`` foreground shares of the slices and ``(B,)`` the
+``min_foreground`` they were compared with (so the postprocessing can say why a slice was not scored)."""
 
 
 def _predictor(network: Any) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
@@ -119,7 +120,7 @@ class AnomalySliceInferer(Inferer):
         inputs = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs  # values only: slices are resized
         fg_all = None if foreground is None else torch.as_tensor(foreground)
         fg_all = fg_all.as_tensor() if isinstance(fg_all, MetaTensor) else fg_all
-        maps, scores, scored = [], [], []
+        maps, scores, scored, fractions = [], [], [], []
         for b in range(inputs.shape[0]):
             vol = inputs[b]
             fg = None if fg_all is None else fg_all[b].to(vol.device)
@@ -127,8 +128,10 @@ class AnomalySliceInferer(Inferer):
                 take = [0]
                 cut = [(vol, fg)]
                 n_slices = 1
+                frac = foreground_fractions(vol[..., None], 2, None if fg is None else fg[..., None])
             else:
                 take = self.slices(vol, fg)
+                frac = foreground_fractions(vol, self.spatial_dim, fg)
                 dim = self.spatial_dim + 1
                 cut = [(vol.select(dim, i), None if fg is None else fg.select(dim, i)) for i in take]
                 n_slices = vol.shape[dim]
@@ -157,8 +160,11 @@ class AnomalySliceInferer(Inferer):
             maps.append(out)
             scores.append(slice_scores)
             scored.append(is_scored)
+            fractions.append(frac.float().cpu())
         return {
             AnomalyKeys.ANOMALY_MAP: torch.stack(maps),
             "slice_scores": torch.stack(scores),
             "scored": torch.stack(scored),
+            "foreground_fraction": torch.stack(fractions),
+            "min_foreground": torch.full((inputs.shape[0],), self.min_foreground, dtype=torch.float32),
         }

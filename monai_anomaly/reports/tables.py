@@ -88,6 +88,8 @@ def read_scores_csv(csv_path: str | os.PathLike) -> list[dict[str, Any]]:
             raise BadInputError(csv_path, f"needs a 'score' column, found columns {reader.fieldnames}")
         rows = []
         for line, r in enumerate(reader, start=2):
+            if r.get("skip_reason") and r.get("score") in (None, ""):  # a slice that was not scored
+                continue
             try:
                 row: dict[str, Any] = {"score": float(r["score"])}
                 if r.get("label") not in (None, ""):

@@ -107,6 +107,16 @@ def report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: f
     lines += _separation_lines("volumes", results["score_separation"]["volume"])
     if "slice_calibrated" in results["score_separation"]:
         lines += _separation_lines("slices, calibrated", results["score_separation"]["slice_calibrated"])
+    lines += ["", "Slices not scored", "-----------------"]
+    sk = results.get("skipped_slices") or {"n": 0}
+    if sk["n"]:
+        lines.append(
+            f"{sk['n']} slice(s) not scored, listed in detailed_results.csv with the reason (column skip_reason)"
+            + (f"; {sk['n_labelled_anomalous']} of them labelled anomalous" if sk.get("n_labelled_anomalous") else "")
+        )
+        lines += [f"  {reason}: {n}" for reason, n in sk.get("by_reason", {}).items()]
+    else:
+        lines.append("none: every slice with anatomy was scored")
     lines += ["", "Files skipped as bad input", "--------------------------"]
     if results["skipped_files"]:
         lines += [f"{s['path']}: {s['problem']}" for s in results["skipped_files"]]

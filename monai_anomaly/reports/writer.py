@@ -127,13 +127,15 @@ def write_report(
     extra_files: Sequence[str] = (),
     thresholds: DecisionThresholds | None = None,
     volume_rows: Sequence[Mapping[str, Any]] | None = None,
+    skipped_slices: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the full report of a run into one folder.
 
     Files written:
 
     - ``detailed_results.csv``: one row per image / slice: path, volume_id, slice_index, label, score, prediction
-      (1 / 0, empty without threshold) and ``calibrated_score`` when the rows carry one;
+      (1 / 0, empty without threshold) and ``calibrated_score`` when the rows carry one; the slices the slice
+      selection left out (``skipped_slices``) follow, with an empty score and their ``skip_reason``;
     - ``volume_results.csv``: one row per volume: volume_id, n_slices, label (max of its slices), volume_score,
       prediction;
     - ``metrics.json``: slice- and volume-level :func:`~monai_anomaly.metrics.classification.binary_metrics` (or the
@@ -173,6 +175,9 @@ def write_report(
             ``threshold`` and ``volume_threshold``; recorded with their sources, rule and model epoch).
         volume_rows: the volume scores as the caller computed them (``volume_id``, ``volume_score``, ``n_slices``,
             ``label``): written as they are, not aggregated again. Default: aggregated here from ``slice_rows``.
+        skipped_slices: slices not scored (``path``, ``volume_id``, ``slice_index``, ``label``,
+            ``foreground_fraction``, ``skip_reason``): written to ``detailed_results.csv`` without a score and counted
+            in ``metrics.json`` (``skipped_slices``) and the text report; never in the metrics.
 
     Returns:
         the content of ``metrics.json`` plus ``"files"`` (name -> path of every file written).
@@ -242,6 +247,7 @@ def write_report(
             "volume": score_separation(v_labels, v_scores),
         },
         "skipped_files": skipped_list,
+        "skipped_slices": _skipped_slices_summary(skipped_slices),
         "run_info": dict(run_info or {}),
     }
     has_cal = any("calibrated_score" in r for r in rows)
@@ -250,7 +256,9 @@ def write_report(
         results["score_separation"]["slice_calibrated"] = score_separation(labels, cal)
 
     # tables
-    write_csv(_p("detailed_results.csv"), DETAILED_COLUMNS + (("calibrated_score",) if has_cal else ()), rows)
+    not_scored = _skipped_slice_rows(skipped_slices)
+    columns = DETAILED_COLUMNS + (("calibrated_score",) if has_cal else ()) + (("skip_reason",) if not_scored else ())
+    write_csv(_p("detailed_results.csv"), columns, rows + not_scored)
     write_csv(_p("volume_results.csv"), VOLUME_COLUMNS, vol_rows)
 
     # figures
@@ -309,6 +317,36 @@ def _figure(failed: list[str], plot: Callable[..., Any], *args: Any, **kwargs: A
     except Exception as e:  # noqa: BLE001 - a figure is never worth the run's results
         logger.warning("figure %s not written: %s: %s", os.path.basename(str(path)), type(e).__name__, e)
         failed.append(f"{os.path.basename(str(path))}: {type(e).__name__}: {e}")
+
+
+def _skipped_slice_rows(skipped_slices: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Rows of ``detailed_results.csv`` for slices not scored: no score, no prediction, the reason."""
+    rows = []
+    for k in skipped_slices or []:
+        rows.append(
+            {
+                "path": safe_text(str(plain_value(k.get("path", "")) or "")),
+                "volume_id": safe_text(str(plain_value(k.get("volume_id", "")))),
+                "slice_index": int(plain_value(k.get("slice_index", 0)) or 0),
+                "label": k.get("label", -1),
+                "score": None,
+                "prediction": None,
+                "skip_reason": safe_text(str(k.get("skip_reason", ""))),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["volume_id"], r["slice_index"]))
+
+
+def _skipped_slices_summary(skipped_slices: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """``{"n", "n_labelled_anomalous", "by_reason"}`` of the slices not scored (reasons without their numbers)."""
+    rows = list(skipped_slices or [])
+    by_reason: dict[str, int] = {}
+    for k in rows:
+        reason = str(k.get("skip_reason", ""))
+        kind = "too little foreground (below min_foreground)" if reason.startswith("foreground ") else reason
+        by_reason[kind] = by_reason.get(kind, 0) + 1
+    n_anom = sum(1 for k in rows if str(k.get("label", -1)) == "1")
+    return {"n": len(rows), "n_labelled_anomalous": n_anom, "by_reason": by_reason}
 
 
 def _skipped_list(skipped: Any) -> list[dict[str, str]]:

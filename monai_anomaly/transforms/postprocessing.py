@@ -20,6 +20,7 @@ from monai.utils import TransformBackends
 
 from monai_anomaly.metrics.thresholds import DecisionThresholds
 from monai_anomaly.scoring.aggregation import AGGREGATION_METHODS, aggregate_scores
+from monai_anomaly.transforms.slicing import skip_reason
 from monai_anomaly.utils.enums import AnomalyKeys
 
 __all__ = ["VolumeAnomalyScore", "VolumeAnomalyScoreD", "VolumeAnomalyScoreDict", "VolumeAnomalyScored"]
@@ -70,17 +71,31 @@ class VolumeAnomalyScore(Transform):
             self.aggregation_kwargs["threshold"] = float(self.thresholds.slice.value)
         self.axis = axis
 
-    def __call__(self, slice_scores: Any, scored: Any = None) -> dict[str, Any]:
-        """``{"volume_score", "slice_scores", "scored_slices", "threshold", "volume_threshold", "prediction",
-        "decided_by", "thresholds", "model_epoch", "aggregation", "axis"}`` as JSON-able values."""
+    def __call__(
+        self, slice_scores: Any, scored: Any = None, foreground_fraction: Any = None, min_foreground: Any = None
+    ) -> dict[str, Any]:
+        """``{"volume_score", "slice_scores", "scored_slices", "skipped_slices", "threshold", "volume_threshold",
+        "prediction", "decided_by", "thresholds", "model_epoch", "aggregation", "axis"}`` as JSON-able values.
+
+        ``skipped_slices`` lists each slice not scored with its foreground share (``foreground_fraction``, from the
+        inferer) and the reason (:func:`~monai_anomaly.transforms.slicing.skip_reason` against ``min_foreground``).
+        """
         s = _tensor(slice_scores).detach().cpu().double().reshape(-1)
         keep = torch.ones_like(s, dtype=torch.bool) if scored is None else _tensor(scored).cpu().bool().reshape(-1)
         vs = aggregate_scores(s[keep], method=self.aggregation, **self.aggregation_kwargs)
         t = self.thresholds
+        frac = None if foreground_fraction is None else _tensor(foreground_fraction).detach().cpu().reshape(-1)
+        mf = 0.0 if min_foreground is None else float(_tensor(min_foreground).reshape(-1)[0])
+        skipped = []
+        for i in torch.nonzero(~keep).flatten().tolist():
+            f = None if frac is None else round(float(frac[i]), 6)
+            reason = "not selected" if f is None else skip_reason(f, mf)
+            skipped.append({"slice_index": int(i), "foreground_fraction": f, "skip_reason": reason})
         return {
             "volume_score": float(vs),
             "slice_scores": [float(v) for v in s.float()],
             "scored_slices": [int(i) for i in torch.nonzero(keep).flatten()],
+            "skipped_slices": skipped,
             "threshold": None if t.slice is None else t.slice.to_dict(),
             "volume_threshold": t.volume,
             "prediction": t.decide(vs),
@@ -139,7 +154,9 @@ class VolumeAnomalyScored(MapTransform):
                     f"d[{key!r}] must be the output of AnomalySliceInferer (anomaly_map, slice_scores, scored), got "
                     f"{type(out).__name__}"
                 )
-            r = self.scorer(out["slice_scores"], out.get("scored"))
+            r = self.scorer(
+                out["slice_scores"], out.get("scored"), out.get("foreground_fraction"), out.get("min_foreground")
+            )
             amap = _tensor(out[AnomalyKeys.ANOMALY_MAP]).detach().float()
             img = d.get(self.image_key)
             d[key] = MetaTensor(amap, meta=dict(img.meta)) if isinstance(img, MetaTensor) else amap

@@ -24,7 +24,10 @@ from monai_anomaly.utils.enums import AnomalyKeys
 
 __all__ = [
     "SLICE_META_KEYS",
+    "foreground_fractions",
     "select_slices",
+    "skip_reason",
+    "skipped_slices",
     "take_slice",
     "stack_slices",
     "VolumeToSlices",
@@ -69,6 +72,41 @@ def _volume_id(d: Mapping[Hashable, Any], img: Any) -> str:
     return scan_id(src) if src else ""
 
 
+def foreground_fractions(
+    img: torch.Tensor, axis: int = 2, foreground: torch.Tensor | None = None, background: float = 0.0
+) -> torch.Tensor:
+    """The share of each slice's pixels in the foreground, ``(n_slices,)``: what ``min_foreground`` is compared with.
+
+    Args:
+        img: a ``(C, H, W, D)`` volume.
+        axis: spatial axis to slice along.
+        foreground: a mask whose ``> 0`` voxels are foreground; default ``img > background`` in any channel.
+        background: the background intensity when no mask is given.
+
+    Example:
+        >>> vol = torch.zeros(1, 2, 2, 3); vol[0, 0, 0, 1] = 1.0; vol[..., 2] = 1.0
+        >>> foreground_fractions(vol).tolist()
+        [0.0, 0.25, 1.0]
+    """
+    axis = _check_axis(axis)
+    src = convert_to_tensor(foreground if foreground is not None else img, track_meta=False)
+    fg = (src > 0) if foreground is not None else (src > background)
+    fg = fg.any(dim=0)  # (H, W, D)
+    return fg.float().mean(dim=[a for a in range(3) if a != axis])
+
+
+def skip_reason(fraction: float, min_foreground: float) -> str:
+    """Why a slice with foreground share ``fraction`` is not scored, in words.
+
+    Example:
+        >>> skip_reason(0.0, 0.005), skip_reason(0.002, 0.005)
+        ('no foreground', 'foreground 0.20 % of the slice, below min_foreground 0.50 %')
+    """
+    if fraction <= 0:
+        return "no foreground"
+    return f"foreground {100 * fraction:.2f} % of the slice, below min_foreground {100 * min_foreground:.2f} %"
+
+
 def select_slices(
     img: torch.Tensor,
     axis: int = 2,
@@ -82,7 +120,8 @@ def select_slices(
     Args:
         img: a ``(C, H, W, D)`` volume.
         axis: spatial axis to slice along.
-        min_foreground: keep slices whose foreground fraction is at least this (``0`` keeps every slice).
+        min_foreground: keep slices whose foreground fraction (:func:`foreground_fractions`) is at least this
+            (``0`` keeps every slice).
         slice_range: keep only ``(start, stop)``: fractions of the axis if any is a float, else indices.
         foreground: a mask whose ``> 0`` voxels are foreground; default ``img > background`` in any channel.
         background: the background intensity when no mask is given.
@@ -96,13 +135,45 @@ def select_slices(
     n = img.shape[axis + 1]
     keep = list(_range(n, slice_range))
     if min_foreground > 0 and keep:
-        src = convert_to_tensor(foreground if foreground is not None else img, track_meta=False)
-        fg = (src > 0) if foreground is not None else (src > background)
-        fg = fg.any(dim=0)  # (H, W, D)
-        other = [a for a in range(3) if a != axis]
-        frac = fg.float().mean(dim=other)
+        frac = foreground_fractions(img, axis, foreground, background)
         keep = [i for i in keep if float(frac[i]) >= min_foreground]
     return keep
+
+
+def skipped_slices(
+    img: torch.Tensor,
+    kept: Sequence[int],
+    axis: int = 2,
+    min_foreground: float = 0.0,
+    foreground: torch.Tensor | None = None,
+    background: float = 0.0,
+    slice_range: Sequence[float] | Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """The slices of ``img`` not in ``kept``, each with its foreground share and the reason it is not scored.
+
+    Returns:
+        ``[{"slice_index", "foreground_fraction", "skip_reason"}, ...]`` in slice order.
+
+    Example:
+        >>> vol = torch.zeros(1, 4, 4, 3); vol[..., 1:] = 1.0
+        >>> skipped_slices(vol, [1, 2], min_foreground=0.1)
+        [{'slice_index': 0, 'foreground_fraction': 0.0, 'skip_reason': 'no foreground'}]
+    """
+    axis = _check_axis(axis)
+    n = img.shape[axis + 1]
+    kept_set = set(int(i) for i in kept)
+    if len(kept_set) == n:
+        return []
+    frac = foreground_fractions(img, axis, foreground, background)
+    in_range = set(_range(n, slice_range))
+    out = []
+    for i in range(n):
+        if i in kept_set:
+            continue
+        f = float(frac[i])
+        reason = "outside slice_range" if i not in in_range else skip_reason(f, min_foreground)
+        out.append({"slice_index": i, "foreground_fraction": round(f, 6), "skip_reason": reason})
+    return out
 
 
 def _inplane_affine(volume_affine: torch.Tensor, axis: int) -> torch.Tensor:
@@ -195,6 +266,10 @@ class VolumeToSlicesd(MapTransform):
         foreground_key: a mask key to measure foreground on; default the first key ``> background``.
         background: background intensity when no ``foreground_key``.
         label_from_mask_key: a lesion mask key; each slice's ``label`` says whether it has lesion voxels.
+        record_skipped: give every kept slice of a volume the list of the volume's slices left out, under
+            ``skipped_slices`` (``AnomalyKeys.SKIPPED_SLICES``): :func:`skipped_slices`, plus ``label`` from
+            ``label_from_mask_key``, so a report can say which slices were not scored and why
+            (:class:`~monai_anomaly.data.datasets.SliceDataset` collects it).
         allow_missing_keys: do not fail when a key is absent.
 
     Example:
@@ -217,12 +292,14 @@ class VolumeToSlicesd(MapTransform):
         foreground_key: str | None = None,
         background: float = 0.0,
         label_from_mask_key: str | None = None,
+        record_skipped: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.slicer = VolumeToSlices(axis, min_foreground, slice_range, background)
         self.foreground_key = foreground_key
         self.label_from_mask_key = label_from_mask_key
+        self.record_skipped = bool(record_skipped)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
         d = dict(data)
@@ -253,7 +330,15 @@ class VolumeToSlicesd(MapTransform):
         axis = self.slicer.axis
         mask_t = convert_to_tensor(mask, track_meta=False) > 0 if mask is not None else None
         results = []
-        for i in self.slicer.indices(ref, fg):
+        kept = self.slicer.indices(ref, fg)
+        skipped: list[dict[str, Any]] = []
+        if self.record_skipped:
+            sl = self.slicer
+            skipped = skipped_slices(ref, kept, axis, sl.min_foreground, fg, sl.background, sl.slice_range)
+            for k in skipped:
+                if mask_t is not None:
+                    k[AnomalyKeys.LABEL] = int(bool(mask_t.select(axis + 1, k["slice_index"]).any()))
+        for i in kept:
             s = dict(d)
             for key in present:
                 s[key] = take_slice(d[key], axis, i, volume_id=vid)
@@ -261,6 +346,8 @@ class VolumeToSlicesd(MapTransform):
             s[AnomalyKeys.SLICE_INDEX] = int(i)
             if mask_t is not None:
                 s[AnomalyKeys.LABEL] = int(bool(mask_t.select(axis + 1, i).any()))
+            if self.record_skipped:
+                s[AnomalyKeys.SKIPPED_SLICES] = skipped
             results.append(s)
         return results
 

@@ -32,6 +32,7 @@ class AnomalyKeys(StrEnum):
     CLASS = "cls"
     PREDICTION = "prediction"
     RESULT = "result"
+    SKIPPED_SLICES = "skipped_slices"  # a volume's slices the slice selection left out, each with its reason
     TRUE_LABEL = "true_label"  # the hidden label of an unannotated (mixed) sample: for evaluating AUCp only
 
 

@@ -137,7 +137,7 @@ class AnomalyModelSettings:
     score_region: str = _setting("image", "word")
     aggregation: str = _setting("topk", "word")
     aggregation_k: float = _setting(0.05, "number")
-    min_foreground: float = _setting(0.05, "number")
+    min_foreground: float = _setting(0.005, "number")
     slice_axis: int = _setting(2, "int")
 
     @classmethod

@@ -42,8 +42,9 @@ def _pngs(kind: str, n: int) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory) -> Path:
-    """``vol.nii.gz`` (8 abnormal sample slices stacked, LPS affine with 1.2 mm slices) and ``img.png`` (a normal
-    sample slice), plus a manifest that puts both in the test split beside a few normal train/val images."""
+    """``vol.nii.gz`` (8 abnormal sample slices stacked, then an empty slice and a slice with a 3 x 3 speck of
+    foreground: neither is scored; LPS affine with 1.2 mm slices) and ``img.png`` (a normal sample slice), plus a
+    manifest that puts both in the test split beside a few normal train/val images."""
     root = tmp_path_factory.mktemp("parity")
     load = LoadImage(image_only=True, ensure_channel_first=False)
     slices = []
@@ -51,6 +52,9 @@ def scans(tmp_path_factory) -> Path:
         a = np.asarray(load(str(p)), dtype=np.float32)
         slices.append(a if a.ndim == 2 else a[..., 0])
     shape = np.min([s.shape for s in slices], axis=0)
+    speck = np.zeros(shape, np.float32)
+    speck[10:13, 10:13] = float(np.max(slices[0]))
+    slices += [np.zeros(shape, np.float32), speck]
     vol = np.stack([s[: shape[0], : shape[1]] for s in slices], axis=-1)
     nib.save(nib.Nifti1Image(vol, np.diag([-0.9, -0.9, 1.2, 1.0])), str(root / "vol.nii.gz"))
     shutil.copy(_pngs("normal", 1)[0], root / "img.png")
@@ -68,23 +72,30 @@ def scans(tmp_path_factory) -> Path:
     return root
 
 
+def _entry(r: dict) -> dict:
+    """One door's result for a scan: scored slices' scores, the skipped slices' reasons, volume score, verdict."""
+    return {
+        "slices": {i: r["slice_scores"][i] for i in r["scored_slices"]},
+        "skipped": {k["slice_index"]: k["skip_reason"] for k in r["skipped_slices"]},
+        "volume": r["volume_score"],
+        "prediction": r["prediction"],
+    }
+
+
 def _from_scores_json(path: Path) -> dict[str, dict]:
-    out = {}
-    for s in json.loads(path.read_text())["scans"]:
-        keep = s["scored_slices"]
-        out[s["volume_id"]] = {
-            "slices": {i: s["slice_scores"][i] for i in keep},
-            "volume": s["volume_score"],
-            "prediction": s["prediction"],
-        }
-    return out
+    return {s["volume_id"]: _entry(s) for s in json.loads(path.read_text())["scans"]}
 
 
 def _from_evaluate(eval_dir: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     with open(eval_dir / "detailed_results.csv", newline="") as f:
         for r in csv.DictReader(f):
-            out.setdefault(r["volume_id"], {"slices": {}})["slices"][int(r["slice_index"])] = float(r["score"])
+            e = out.setdefault(r["volume_id"], {"slices": {}, "skipped": {}})
+            if r.get("skip_reason"):
+                assert r["score"] == "", r
+                e["skipped"][int(r["slice_index"])] = r["skip_reason"]
+            else:
+                e["slices"][int(r["slice_index"])] = float(r["score"])
     with open(eval_dir / "volume_results.csv", newline="") as f:
         for r in csv.DictReader(f):
             out[r["volume_id"]]["volume"] = float(r["volume_score"])
@@ -97,6 +108,7 @@ def _same(door: str, got: dict[str, dict], want: dict[str, dict]) -> None:
     for vid, w in want.items():
         g = got[vid]
         assert sorted(g["slices"]) == sorted(w["slices"]), (door, vid, "scored slices differ")
+        assert g["skipped"] == w["skipped"], (door, vid, "skipped slices or reasons differ")
         idx = sorted(w["slices"])
         np.testing.assert_allclose([g["slices"][i] for i in idx], [w["slices"][i] for i in idx], **TOL, err_msg=door)
         np.testing.assert_allclose(g["volume"], w["volume"], **TOL, err_msg=f"{door}: {vid} volume score")
@@ -122,6 +134,7 @@ def test_every_door_gives_the_same_scores_and_verdict(trained_bundle, scans, tmp
     cli.evaluate(str(scans / "manifest.csv"), output_dir=str(run_dir), bundle=str(bundle), val_batch_size=1)
     want = _from_evaluate(run_dir / "eval")
     assert set(want) == {"vol", "img"} and len(want["vol"]["slices"]) >= 6 and want["vol"]["prediction"] is not None
+    assert want["vol"]["skipped"][8] == "no foreground" and want["vol"]["skipped"][9].startswith("foreground 0.")
 
     # CLI infer
     cli.infer(str(scans / "scans"), output_dir=str(tmp_path / "infer"), ckpt=str(ckpt), bundle=str(bundle))
@@ -146,9 +159,7 @@ def test_every_door_gives_the_same_scores_and_verdict(trained_bundle, scans, tmp
     label = {}
     for vid, name in (("vol", "vol.nii.gz"), ("img", "img.png")):
         _, r = runner(scans / "scans" / name)
-        keep = r["scored_slices"]
-        label[vid] = {"slices": {i: r["slice_scores"][i] for i in keep}, "volume": r["volume_score"],
-                      "prediction": r["prediction"]}  # fmt: skip
+        label[vid] = _entry(r)
     _same("MONAI Label runner", label, want)
 
     # the TorchScript export of network_def
@@ -173,9 +184,7 @@ def test_every_door_gives_the_same_scores_and_verdict(trained_bundle, scans, tmp
             twice = [inferer(d["image"][None], exported, foreground=d["foreground"][None]) for _ in range(2)]
         torch.testing.assert_close(twice[0]["slice_scores"], twice[1]["slice_scores"], rtol=0, atol=0)  # deterministic
         pred = {k: v[0] for k, v in twice[0].items()}
-        r = post({**d, "pred": pred})["result"]
-        out[vid] = {"slices": {i: r["slice_scores"][i] for i in r["scored_slices"]}, "volume": r["volume_score"],
-                    "prediction": r["prediction"]}  # fmt: skip
+        out[vid] = _entry(post({**d, "pred": pred})["result"])
     _same("TorchScript export", out, want)
 
 

@@ -207,3 +207,33 @@ def test_evaluate_scores_from_arrays_and_csv(tmp_path):
         evaluate_scores(output_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="3 scores but 2 label"):
         evaluate_scores([0.1, 0.2, 0.3], labels=[0, 1], output_dir=tmp_path / "c")
+
+
+def test_slices_not_scored_are_listed_with_their_reason_and_left_out_of_the_metrics(tmp_path):
+    from monai_anomaly.reports.tables import read_scores_csv
+
+    rows = [
+        {"volume_id": "v", "slice_index": i, "label": int(i >= 2), "score": float(i), "path": "v.nii.gz"}
+        for i in range(1, 4)
+    ]
+    skipped = [
+        {"path": "v.nii.gz", "volume_id": "v", "slice_index": 0, "label": 0, "foreground_fraction": 0.0,
+         "skip_reason": "no foreground"},
+        {"path": "v.nii.gz", "volume_id": "v", "slice_index": 4, "label": 1, "foreground_fraction": 0.002,
+         "skip_reason": "foreground 0.20 % of the slice, below min_foreground 0.50 %"},
+    ]  # fmt: skip
+    out = write_report(tmp_path / "r", rows, skipped_slices=skipped)
+    with open(tmp_path / "r" / "detailed_results.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["slice_index"] for r in table] == ["1", "2", "3", "0", "4"]
+    assert [r["skip_reason"] for r in table] == ["", "", "", "no foreground", skipped[1]["skip_reason"]]
+    assert table[3]["score"] == "" and table[4]["prediction"] == ""
+    assert out["slice"]["metrics"]["n"] == 3  # the metrics count scored slices only
+    assert out["skipped_slices"] == {
+        "n": 2,
+        "n_labelled_anomalous": 1,
+        "by_reason": {"no foreground": 1, "too little foreground (below min_foreground)": 1},
+    }
+    text = (tmp_path / "r" / "anomaly_report.txt").read_text()
+    assert "2 slice(s) not scored" in text and "1 of them labelled anomalous" in text
+    assert len(read_scores_csv(tmp_path / "r" / "detailed_results.csv")) == 3  # read back: the scored rows

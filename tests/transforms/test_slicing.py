@@ -154,3 +154,42 @@ def test_missing_mask_is_allowed_only_with_allow_missing_keys():
     assert len(out) == 3 and all("label" not in s or s["label"] in (0, 1) for s in out)
     with pytest.raises(KeyError, match="mask"):
         VolumeToSlicesd(keys=["image"], label_from_mask_key="mask")({"image": vol})
+
+
+def test_default_selection_scores_every_brats_slice_with_tumour_and_says_why_others_are_left_out(shared_data):
+    """With the default ``min_foreground`` every slice of the shared BraTS volumes that holds tumour is scored (on
+    the 10 volumes the old 5 % rule left out 13 tumour slices at the top and bottom of the brain, 0.5 % none; four
+    are checked here), and each slice left out is recorded
+    with its foreground share and the reason; SliceDataset collects the records once per volume."""
+    from monai_anomaly.data.datasets import SliceDataset
+    from monai_anomaly.utils.settings import AnomalyModelSettings
+
+    root = shared_data / "brats2018_sample"
+    mf = AnomalyModelSettings().min_foreground
+    items = [
+        {"image": str(p), "mask": str(root / "masks" / p.name.replace("_flair", "_wt")), "volume_id": p.name[:-12]}
+        for p in sorted((root / "volumes").glob("*_flair.nii.gz"))[:4]
+    ]
+    slicer = Compose(
+        [
+            LoadScand(keys=["image", "mask"], allow_constant=[False, True]),
+            VolumeToSlicesd(keys=["image", "mask"], min_foreground=mf, label_from_mask_key="mask", record_skipped=True),
+        ]
+    )
+    ds = SliceDataset(items, volume_transform=slicer)
+    assert not any("skipped_slices" in s for s in ds.slices)  # collected, not left in the slices
+    n_tumour = sum(int(s["label"]) for s in ds.slices)
+    assert n_tumour > 150
+    assert ds.skipped_slices, "the empty slices above and below the brain are left out"
+    for k in ds.skipped_slices:
+        assert k["label"] == 0, f"a tumour slice was left out: {k}"
+        assert k["foreground_fraction"] < mf and k["path"].endswith("_flair.nii.gz")
+        assert k["skip_reason"] == "no foreground" or k["skip_reason"].startswith("foreground ")
+    per_volume = {}
+    for k in ds.skipped_slices:
+        per_volume.setdefault(k["volume_id"], []).append(k["slice_index"])
+    kept = {}
+    for s in ds.slices:
+        kept.setdefault(s["volume_id"], []).append(s["slice_index"])
+    for vid, idx in kept.items():  # every slice of every volume is scored or listed, never both
+        assert sorted(idx + per_volume.get(vid, [])) == list(range(155))
