@@ -86,11 +86,14 @@ def _with_settings(template: dict[str, Any]) -> dict[str, Any]:
 
 def _read_back(train: dict[str, Any], source: str, defaults_id: str) -> dict[str, Any]:
     """``{defaults_id: {name: trained default}, <config id>: "$@<source>.get(name, default)", ...}``: the settings
-    read back from a checkpoint, falling back to the bundle's defaults."""
+    read back from a checkpoint, falling back to the bundle's defaults (to the legacy value for a setting added
+    later: :meth:`~monai_anomaly.utils.settings.AnomalyModelSettings.legacy`)."""
     defaults = {}
+    legacy = AnomalyModelSettings.legacy()  # a checkpoint saved before a setting existed was trained without it
     for name in AnomalyModelSettings.names():
         value = train.get(name)
-        defaults[name] = copy.deepcopy(value if not _is_expression(value) else getattr(AnomalyModelSettings(), name))
+        value = value if not _is_expression(value) else getattr(AnomalyModelSettings(), name)
+        defaults[name] = copy.deepcopy(legacy.get(name, value))
     out: dict[str, Any] = {defaults_id: defaults}
     for cid, name in AnomalyModelSettings.config_ids().items():
         out[cid] = f"$@{source}.get('{name}', @{defaults_id}#{name})"

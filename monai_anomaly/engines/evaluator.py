@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lower_is_better, unpack_batch
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
+from monai_anomaly.scoring.maps import erode_mask
 from monai_anomaly.scoring.slice_scores import SCORE_REGIONS, SLICE_SCORE_METHODS, score_slices
 from monai_anomaly.utils.enums import AnomalyKeys
 
@@ -144,6 +145,8 @@ class AnomalyEvaluator(SupervisedEvaluator):
         score_method: one of :data:`~monai_anomaly.scoring.slice_scores.SLICE_SCORE_METHODS`.
         score_kwargs: ``k`` / ``q`` of the slice score.
         foreground_key: batch key of a foreground mask: the map is 0 outside it.
+        foreground_erosion: erode that mask by this many pixels first (the rim of the head or brain, whose residual
+            is high on every image, is not scored).
         score_region: ``"foreground"`` or ``"image"`` (see :func:`~monai_anomaly.scoring.slice_scores.score_slices`).
         loss_function: per-sample reconstruction loss (``reduction="none"``); default ``ReconstructionLoss("l1",
             reduction="none")``.
@@ -174,6 +177,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
         score_method: str = "mean",
         score_kwargs: Mapping[str, Any] | None = None,
         foreground_key: str | None = None,
+        foreground_erosion: int = 0,
         score_region: str = "foreground",
         loss_function: Callable | None = None,
         image_key: str = AnomalyKeys.IMAGE,
@@ -238,6 +242,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
         self.score_kwargs = dict(score_kwargs or {})
         self.score_region = score_region
         self.foreground_key = foreground_key
+        self.foreground_erosion = int(foreground_erosion)
         self.loss_fn = ReconstructionLoss("l1", reduction="none") if loss_function is None else loss_function
 
     @staticmethod
@@ -256,7 +261,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
             foreground = self._batch_value(batchdata, engine.foreground_key)
             if foreground is None:
                 raise KeyError(f"batch has no foreground key {engine.foreground_key!r}")
-            foreground = torch.as_tensor(foreground).to(inputs.device)
+            foreground = erode_mask(torch.as_tensor(foreground).to(inputs.device), engine.foreground_erosion)
         model = getattr(engine.network, "module", engine.network)  # DDP: the model itself (no gradients here)
         with engine.mode(engine.network):
             if engine.amp:

@@ -17,7 +17,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
-from monai_anomaly.scoring.maps import mask_outside
+from monai_anomaly.scoring.maps import erode_mask, mask_outside
 from monai_anomaly.scoring.slice_scores import SCORE_REGIONS, SLICE_SCORE_METHODS, score_slices
 from monai_anomaly.transforms.slicing import foreground_fractions, select_slices
 from monai_anomaly.transforms.spatial import ResizeToSquare
@@ -62,6 +62,8 @@ class AnomalySliceInferer(Inferer):
         score_method: slice score (:data:`~monai_anomaly.scoring.slice_scores.SLICE_SCORE_METHODS`).
         score_region: ``"foreground"`` or ``"image"``.
         score_kwargs: ``k`` / ``q`` of the slice score.
+        foreground_erosion: erode each slice's foreground mask by this many pixels (at the training size) before the
+            map is masked and scored, as evaluation does.
 
     Example:
         >>> import torch
@@ -80,8 +82,10 @@ class AnomalySliceInferer(Inferer):
         score_method: str = "mean",
         score_region: str = "foreground",
         score_kwargs: Mapping[str, Any] | None = None,
+        foreground_erosion: int = 0,
     ) -> None:
         super().__init__()
+        self.foreground_erosion = int(foreground_erosion)
         if spatial_dim not in (0, 1, 2):
             raise ValueError(f"spatial_dim must be 0, 1 or 2 (an axis of H, W, D), got {spatial_dim}.")
         if score_method not in SLICE_SCORE_METHODS:
@@ -142,6 +146,7 @@ class AnomalySliceInferer(Inferer):
             for start in range(0, len(xs), self.sw_batch_size):
                 x = torch.stack([torch.as_tensor(t) for t in xs[start : start + self.sw_batch_size]]).float()
                 f = None if fgs is None else torch.stack([torch.as_tensor(t) for t in fgs[start : start + len(x)]])
+                f = None if f is None else erode_mask(f.to(x.device), self.foreground_erosion)
                 m = predict(x, f).float()
                 sc.append(score_slices(m, f, self.score_method, self.score_region, **self.score_kwargs).cpu())
                 amaps.extend(self.resize_image.restore(mi, spatial) for mi in m)

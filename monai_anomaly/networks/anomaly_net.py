@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from monai_anomaly.scoring.maps import MAP_METHODS, compute_anomaly_map, mask_outside
+from monai_anomaly.scoring.maps import MAP_CALIBRATIONS, MAP_METHODS, compute_anomaly_map, mask_outside
 from monai_anomaly.utils.checkpoints import load_checkpoint
 from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError
@@ -57,6 +57,13 @@ class AnomalyMapNet(nn.Module):
     plain tensor code for ``"abs"`` / ``"squared"`` / ``"squared_rel"`` maps, traceable for export
     (``ckpt_export --use_trace True``); the mask is applied after the exported model, by multiplication.
 
+    With ``calibration="normative"`` the map of a reconstruction method is calibrated against normal anatomy: each
+    pixel's residual becomes its z-score ``max(0, (m - mean) / std)`` against the per-pixel mean and std of the maps
+    of normal validation images (:meth:`fit_normative`, done by
+    :class:`~monai_anomaly.handlers.calibration.NormativeMapFitter` at every validation; the statistics are buffers,
+    so they are saved in ``model.pt`` and kept by an export). Residuals that are high on every normal image (edges,
+    the head outline, texture) then stop ranking first. Until fitted, the map is the raw one.
+
     The wrapped network is the ``model`` submodule, so this module's state dict is the network's with a ``model.``
     prefix; a bare network's state dict (no prefix) loads too.
 
@@ -67,6 +74,8 @@ class AnomalyMapNet(nn.Module):
         weights: ``"combined"`` weights (``{"abs": .., "ssim": ..}``).
         win_size: SSIM window size.
         data_range: SSIM data range (``None``: per sample).
+        calibration: ``"none"`` or ``"normative"`` (:data:`~monai_anomaly.scoring.maps.MAP_CALIBRATIONS`).
+        image_size: the side of the (square) training images: the shape of the normative statistics.
 
     Example:
         >>> import torch
@@ -87,10 +96,22 @@ class AnomalyMapNet(nn.Module):
         weights: Mapping[str, float] | Sequence[float] | None = None,
         win_size: int = 7,
         data_range: float | None = None,
+        calibration: str = "none",
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         if map_method not in MAP_METHODS:
             raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
+        if calibration not in MAP_CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {MAP_CALIBRATIONS}, got {calibration!r}")
+        if calibration == "normative" and not image_size:
+            raise ValueError("calibration 'normative' needs image_size (the side of the training images)")
+        self.calibration = calibration
+        if calibration == "normative":
+            size = (1, 1, int(image_size), int(image_size))
+            self.register_buffer("normative_mean", torch.zeros(size))
+            self.register_buffer("normative_std", torch.ones(size))
+            self.register_buffer("normative_count", torch.zeros((), dtype=torch.long))
         if smooth_sigma < 0:
             raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma}")
         self.model = model
@@ -101,12 +122,21 @@ class AnomalyMapNet(nn.Module):
         self.data_range = data_range
         self.register_load_state_dict_pre_hook(_add_model_prefix)
 
-    def predict(self, x: torch.Tensor, foreground: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    @property
+    def normative_fitted(self) -> bool:
+        """Whether normative statistics are fitted (and applied by :meth:`predict`)."""
+        return self.calibration == "normative" and int(self.normative_count) > 0
+
+    def predict(
+        self, x: torch.Tensor, foreground: torch.Tensor | None = None, calibrated: bool = True
+    ) -> dict[str, torch.Tensor]:
         """The method's outputs for a ``(B, C, *spatial)`` batch.
 
         Args:
             x: the normalised input batch, at the size the network was trained on.
             foreground: optional mask broadcastable to ``(B, 1, *spatial)``; the map is 0 outside it.
+            calibrated: apply the fitted normative calibration (``False``: the raw map, which is what
+                :meth:`fit_normative` takes).
 
         Returns:
             ``{"anomaly_map": (B, 1, *spatial), "reconstruction": ...}`` for reconstruction methods,
@@ -119,18 +149,48 @@ class AnomalyMapNet(nn.Module):
                 out[AnomalyKeys.ANOMALY_MAP] = mask_outside(out[AnomalyKeys.ANOMALY_MAP], foreground)
             return out
         recon, log_variance = split_prediction(self.model(x), x.shape[1])
+        normative = calibrated and self.normative_fitted
         amap = compute_anomaly_map(
             x,
             recon,
             method=self.map_method,
             weights=self.weights,
             smooth_sigma=self.smooth_sigma,
-            foreground=foreground,
+            foreground=None if normative else foreground,
             win_size=self.win_size,
             data_range=self.data_range,
             log_variance=log_variance,
         )
+        if normative:
+            amap = ((amap - self.normative_mean) / self.normative_std).clamp_min(0.0)
+            if foreground is not None:
+                amap = mask_outside(amap, foreground)
         return {AnomalyKeys.ANOMALY_MAP: amap, AnomalyKeys.RECONSTRUCTION: recon}
+
+    @torch.no_grad()
+    def fit_normative(self, total: torch.Tensor, total_sq: torch.Tensor, count: int) -> None:
+        """Set the normative statistics from the sums over ``count`` raw maps of normal validation images.
+
+        Args:
+            total: ``(1, 1, *spatial)`` sum of the maps (:meth:`predict` with ``calibrated=False``, no mask).
+            total_sq: the sum of their squares.
+            count: the number of maps (0 leaves the model uncalibrated).
+
+        The std is floored at a tenth of its median over the pixels, so a pixel that is near-constant on normals
+        (background) does not turn a small residual into a huge z-score.
+        """
+        if self.calibration != "normative":
+            raise ValueError("fit_normative needs calibration='normative'")
+        if count <= 0:
+            self.normative_count.zero_()
+            return
+        mean = total.double() / count
+        var = (total_sq.double() / count - mean**2).clamp_min(0.0) * (count / max(count - 1, 1))
+        std = var.sqrt()
+        std = std.clamp_min(max(float(std.median()) * 0.1, 1e-8))
+        self.normative_mean.copy_(mean.to(self.normative_mean))
+        self.normative_std.copy_(std.to(self.normative_std))
+        self.normative_count.fill_(int(count))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The anomaly map ``(B, 1, *spatial)`` of ``x`` (no foreground mask)."""
@@ -180,8 +240,13 @@ def _add_model_prefix(
     unexpected_keys: list,
     error_msgs: list,
 ) -> None:
-    """Load-state-dict pre-hook: a bare model's keys (no ``model.`` prefix) get the prefix."""
-    own = [k for k in state_dict if k.startswith(prefix)]
+    """Load-state-dict pre-hook: a bare model's keys (no ``model.`` prefix) get the prefix; a checkpoint saved
+    without normative statistics loads uncalibrated."""
+    if getattr(module, "calibration", "none") == "normative" and prefix + "normative_count" not in state_dict:
+        state_dict[prefix + "normative_mean"] = torch.zeros_like(module.normative_mean)
+        state_dict[prefix + "normative_std"] = torch.ones_like(module.normative_std)
+        state_dict[prefix + "normative_count"] = torch.zeros((), dtype=torch.long)
+    own = [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "normative_")]
     if not own or any(k.startswith(prefix + "model.") for k in own):
         return
     for k in own:

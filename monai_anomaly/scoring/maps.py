@@ -15,6 +15,9 @@ from monai.metrics.regression import compute_ssim_and_cs
 from monai.networks.layers import GaussianFilter
 
 __all__ = [
+    "MAP_CALIBRATIONS",
+    "erode_mask",
+    "variance_normalised_map",
     "MAP_METHODS",
     "compute_anomaly_map",
     "mask_outside",
@@ -25,6 +28,9 @@ __all__ = [
 ]
 
 MAP_METHODS = ("abs", "squared", "squared_rel", "ssim", "combined", "variance_normalised")
+MAP_CALIBRATIONS = ("none", "normative")
+"""``"normative"``: the map is the per-pixel z-score against the maps of normal validation images
+(:meth:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet.fit_normative`)."""
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -280,6 +286,27 @@ def compute_anomaly_map(
     if foreground is not None:
         m = mask_outside(m, foreground)
     return m
+
+
+def erode_mask(foreground: torch.Tensor, pixels: int) -> torch.Tensor:
+    """A ``(B, 1, *spatial)`` foreground mask eroded by ``pixels`` (a square / cubic structuring element), as a
+    float 0/1 mask; ``pixels <= 0`` returns the mask unchanged. Pixels outside the image count as background, so the
+    image border is eroded too.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 7, 7); m[..., 1:6, 1:6] = 1
+        >>> erode_mask(m, 1)[0, 0].sum().item(), erode_mask(m, 2)[0, 0, 3, 3].item()
+        (9.0, 1.0)
+    """
+    if pixels <= 0:
+        return foreground
+    fg = foreground.as_tensor() if hasattr(foreground, "as_tensor") else foreground
+    fg = (fg > 0.5).float() if fg.dtype != torch.bool else fg.float()
+    pool = torch.nn.functional.max_pool2d if fg.ndim == 4 else torch.nn.functional.max_pool3d
+    k = 2 * int(pixels) + 1
+    pad = [int(pixels)] * (2 * (fg.ndim - 2))
+    padded = torch.nn.functional.pad(1.0 - fg, pad, value=1.0)  # outside the image is background
+    return 1.0 - pool(padded, k, stride=1)
 
 
 def mask_outside(anomaly_map: torch.Tensor, foreground: ArrayLike) -> torch.Tensor:

@@ -90,6 +90,7 @@ _ALLOWED: dict[str, tuple[str, str] | tuple[str, ...]] = {
     "schedule": ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"),
     "noise": ("gaussian", "simplex"),
     "cyclegan_mode": ("identity", "two_domain"),
+    "map_calibration": ("monai_anomaly.scoring.maps", "MAP_CALIBRATIONS"),
 }
 
 
@@ -138,7 +139,15 @@ class AnomalyModelSettings:
     aggregation: str = _setting("topk", "word")
     aggregation_k: float = _setting(0.05, "number")
     min_foreground: float = _setting(0.005, "number")
+    foreground_erosion: int = _setting(0, "int", legacy=0)
+    map_calibration: str = _setting("none", "word", legacy="none")
     slice_axis: int = _setting(2, "int")
+
+    @classmethod
+    def legacy(cls) -> dict[str, Any]:
+        """``{name: value}`` of the settings added after models were first saved: the value a checkpoint that lacks
+        the setting was trained with (not the new default)."""
+        return {f.name: f.metadata["legacy"] for f in fields(cls) if "legacy" in f.metadata}
 
     @classmethod
     def names(cls) -> list[str]:

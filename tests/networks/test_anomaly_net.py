@@ -160,3 +160,66 @@ def test_monai_ckpt_export_with_trace(tmp_path):
     with torch.no_grad():
         expected = (x - ae.eval()(x)).abs()
         assert torch.allclose(ts(x), expected, atol=1e-6)
+
+
+class _Blur(torch.nn.Module):
+    """A stand-in reconstruction: a 3 x 3 mean filter (errs most at edges, like a real autoencoder)."""
+
+    def forward(self, x):
+        return torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def _normals(n=64, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, size, size, generator=g) * 0.1
+    x[..., 4:12, 4:12] += 0.5  # a bright square whose edges every normal image has
+    return x
+
+
+def test_normative_calibration_z_scores_each_pixel_against_normal_maps_and_is_saved():
+    from monai_anomaly.handlers.calibration import NormativeMapFitter
+
+    net = AnomalyMapNet(_Blur(), map_method="squared", calibration="normative", image_size=16).eval()
+    normals = _normals()
+    raw = net.predict(normals)["anomaly_map"]
+    assert not net.normative_fitted and torch.equal(raw, net.predict(normals, calibrated=False)["anomaly_map"])
+    labels = torch.zeros(len(normals))
+    labels[:8] = 1  # anomalous validation slices are not used for the statistics
+    junk = normals.clone()
+    junk[:8] = 5.0
+    NormativeMapFitter(net, [{"image": junk, "label": labels}], "cpu")(None)
+    assert net.normative_fitted and int(net.normative_count) == 56
+    ref = raw[8:]
+    mean, std = ref.mean(0, keepdim=True), ref.std(0, keepdim=True)
+    std = std.clamp_min(float(std.median()) * 0.1)
+    test = _normals(4, seed=1)
+    test[0, :, 1:3, 1:3] += 0.6  # a lesion in the flat background
+    z = net.predict(test)["anomaly_map"]
+    raw_test = net.predict(test, calibrated=False)["anomaly_map"]
+    torch.testing.assert_close(z, ((raw_test - mean) / std).clamp_min(0), rtol=1e-4, atol=1e-5)
+    # the edges of the square are high on every normal map: raw they outrank the lesion's rim, calibrated they do not
+    edge = (slice(None), 0, 4, slice(4, 12))
+    assert raw_test[edge].max() > raw_test[0, 0, 1:3, 1:3].min()
+    assert z[0, 0, 1:4, 1:4].max() > 10 * z[edge].max()
+    # the statistics are buffers: saved in the state dict and loaded back
+    net2 = AnomalyMapNet(_Blur(), map_method="squared", calibration="normative", image_size=16).eval()
+    net2.load_state_dict(net.state_dict())
+    torch.testing.assert_close(net2.predict(test)["anomaly_map"], z)
+    # a checkpoint saved before calibration existed loads uncalibrated
+    legacy = {k: v for k, v in net.state_dict().items() if not k.startswith("normative_")}
+    net2.load_state_dict(legacy)
+    assert not net2.normative_fitted
+    torch.testing.assert_close(net2.predict(test)["anomaly_map"], raw_test)
+
+
+def test_a_traced_calibrated_model_then_masked_equals_predict_with_the_mask():
+    net = AnomalyMapNet(_Blur(), map_method="squared", calibration="normative", image_size=16).eval()
+    maps = net.predict(_normals(), calibrated=False)["anomaly_map"]
+    net.fit_normative(maps.sum(0, keepdim=True), (maps**2).sum(0, keepdim=True), len(maps))
+    x = _normals(2, seed=3)
+    fg = torch.zeros(2, 1, 16, 16)
+    fg[..., 2:14, 2:14] = 1
+    traced = torch.jit.trace(net, x[:1])
+    from monai_anomaly.scoring.maps import mask_outside
+
+    torch.testing.assert_close(mask_outside(traced(x), fg), net.predict(x, foreground=fg)["anomaly_map"])

@@ -161,3 +161,18 @@ def test_relative_squared_map_ignores_contrast_but_not_structure():
     assert float(plain_low) < 0.1 * float(compute_anomaly_map(x, rec, method="squared").mean())
     m = compute_anomaly_map(x, rec, method="squared_rel")
     assert float(m[..., 4:8, 4:8].mean()) > 0 and float(m[..., 10:, 10:].abs().max()) == 0.0
+
+
+def test_erode_mask_removes_the_rim_in_2d_and_3d_and_treats_outside_the_image_as_background():
+    from monai_anomaly.scoring.maps import erode_mask
+
+    m = torch.zeros(1, 1, 10, 10)
+    m[..., 2:8, 2:8] = 1
+    e = erode_mask(m, 2)
+    assert e.sum() == 4 and e[0, 0, 4:6, 4:6].min() == 1
+    assert torch.equal(erode_mask(m, 0), m)
+    full = torch.ones(1, 1, 6, 6)
+    assert erode_mask(full, 1)[0, 0].sum() == 16  # the image border is eroded too
+    v = torch.zeros(1, 1, 7, 7, 7, dtype=torch.bool)
+    v[..., 1:6, 1:6, 1:6] = True
+    assert erode_mask(v, 1).sum() == 27
