@@ -64,6 +64,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "old_defaults": {"scaling": "percentile", "net": "spatial", "loss": "l1", "aug": "affine", "score": "mae"},
     "dae": {"noise": 0.2},
     "dae_unet": {"net": "unet", "noise": 0.2, "lr": 1e-4},
+    # AE-U (Mao et al. 2020): the dense AE's decoder predicts a mean and a log-variance per pixel, trained with
+    # mean((x - mu)^2 / sigma^2 + log sigma^2) on normals
+    "aeu": {"net": "dense_u", "loss": "nll"},
+    "aeu_lr3e-4": {"net": "dense_u", "loss": "nll", "lr": 3e-4},
+    "aeu_b32": {"net": "dense_u", "loss": "nll", "batch_size": 32},
 }
 
 
@@ -115,7 +120,7 @@ def load_split(
     items = [i for i in items if i.get("cls") not in exclude]
     volumes = any(str(i["image"]).endswith((".nii", ".nii.gz")) for i in items)
     prep = _prep(scaling, size, volumes)
-    imgs, fgs, labels, classes = [], [], [], []
+    imgs, fgs, labels, classes, groups = [], [], [], [], []
     for it in items:
         out = prep({k: v for k, v in it.items() if k in ("image", "mask") and v})
         for s in out if isinstance(out, list) else [out]:
@@ -126,7 +131,14 @@ def load_split(
             fgs.append(torch.as_tensor(np.asarray(s["foreground"]), dtype=torch.float32))
             labels.append(lab)
             classes.append(str(it.get("cls", "")))
-    return {"image": torch.stack(imgs), "foreground": torch.stack(fgs), "label": np.asarray(labels), "cls": classes}
+            groups.append(str(it.get("group") or it.get("volume_id") or it["image"]))
+    return {
+        "image": torch.stack(imgs),
+        "foreground": torch.stack(fgs),
+        "label": np.asarray(labels),
+        "cls": classes,
+        "group": groups,
+    }
 
 
 def _net(cfg: dict[str, Any], size: int) -> torch.nn.Module:
@@ -134,8 +146,9 @@ def _net(cfg: dict[str, Any], size: int) -> torch.nn.Module:
         from monai.networks.nets import BasicUNet
 
         return BasicUNet(2, 1, 1, features=(16, 32, 64, 128, 256, 16), norm=("group", {"num_groups": 8}))
-    if cfg["net"] == "dense":
-        return DenseAutoEncoder(2, 1, 1, (size, size), latent_size=cfg["latent_size"], up_mode=cfg["up_mode"])
+    if cfg["net"] in ("dense", "dense_u"):
+        out = 2 if cfg["net"] == "dense_u" else 1
+        return DenseAutoEncoder(2, 1, out, (size, size), latent_size=cfg["latent_size"], up_mode=cfg["up_mode"])
     return ConvAutoEncoder(2, 1, 1, channels=(16, 32, 64, 128), strides=(2, 2, 2, 2), num_res_units=0, final_act=None)
 
 
@@ -174,7 +187,10 @@ def run_variant(
                 x = torch.stack([torch.as_tensor(aff(xi)) for xi in x])
             inp = x + coarse_noise(x, cfg["noise"], gen=gen) if cfg["noise"] > 0 else x
             rec = net(inp)
-            loss = F.mse_loss(rec, x) if cfg["loss"] == "mse" else F.l1_loss(rec, x)
+            if cfg["loss"] == "nll":
+                loss = heteroscedastic_nll(rec[:, :1], rec[:, 1:], x).mean()
+            else:
+                loss = F.mse_loss(rec, x) if cfg["loss"] == "mse" else F.l1_loss(rec, x)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -215,9 +231,70 @@ def _blur(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     return F.conv2d(xp, k.view(1, 1, -1, 1))
 
 
-def all_scores(img: torch.Tensor, rec: torch.Tensor, fg: torch.Tensor) -> dict[str, np.ndarray]:
-    """Slice scores of several kinds from one reconstruction (cheap: no retraining per score)."""
-    se = ((rec - img) ** 2).flatten(1)
+def heteroscedastic_nll(mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """AE-U's per-pixel loss ``(x - mu)^2 / sigma^2 + log sigma^2`` (variance clamped at 1e-6, as the package)."""
+    var = logvar.exp().clamp_min(1e-6)
+    return (x - mu) ** 2 / var + var.log()
+
+
+def erode(fg: torch.Tensor, px: int) -> torch.Tensor:
+    """The foreground mask eroded by ``px`` pixels (min-pool)."""
+    if px <= 0:
+        return fg
+    return -F.max_pool2d(-fg, 2 * px + 1, stride=1, padding=px)
+
+
+def _top1(m: torch.Tensor) -> torch.Tensor:
+    ranked = m.flatten(1).sort(1, descending=True).values
+    return ranked[:, : max(1, ranked.shape[1] // 100)].mean(1)
+
+
+def _fg_median(m: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+    """Per-image median of ``m`` over the foreground (the whole image where it has none)."""
+    out = []
+    for mi, fi in zip(m.flatten(1), fg.flatten(1)):
+        v = mi[fi > 0.5] if bool((fi > 0.5).any()) else mi
+        out.append(v.median())
+    return torch.stack(out).clamp_min(1e-8)
+
+
+def all_scores(
+    img: torch.Tensor,
+    rec: torch.Tensor,
+    fg: torch.Tensor,
+    logvar: torch.Tensor | None = None,
+    norm: dict[str, torch.Tensor] | None = None,
+) -> dict[str, np.ndarray]:
+    """Slice scores of several kinds from one reconstruction (cheap: no retraining per score).
+
+    With ``logvar`` (AE-U) the variance-normalised scores ``vn_*``; with ``norm`` (per-pixel mean and std of the
+    squared residual over held-out normal validation images) the normative z-map scores ``z_*``; ``*_ero3`` mask the
+    map by the foreground eroded by 3 pixels (64-px images).
+    """
+    extra: dict[str, np.ndarray] = {}
+    sq = (rec - img) ** 2
+    ero = erode(fg, 3)
+    extra["mse_top1_fg"] = _top1(sq * fg).numpy()
+    extra["mse_top1_ero3"] = _top1(sq * ero).numpy()
+    # the map over its own median in the foreground: a lesion is a local departure, a sharper or noisier image
+    # raises the whole map (a site or scanner difference)
+    extra["mse_top1_ero3_rel"] = (_top1(sq * ero) / _fg_median(sq, fg)).numpy()
+    if logvar is not None:
+        vn = sq / logvar.exp().clamp_min(1e-6)
+        extra["vn_top1_ero3_rel"] = (_top1(vn * ero) / _fg_median(vn, fg)).numpy()
+        extra["vn_mean"] = vn.flatten(1).mean(1).numpy()
+        extra["vn_top1"] = _top1(vn).numpy()
+        extra["vn_top1_fg"] = _top1(vn * fg).numpy()
+        extra["vn_top1_ero3"] = _top1(vn * ero).numpy()
+    if norm is not None:
+        z = ((sq - norm["mean"]) / norm["std"]).clamp_min(0)
+        extra["z_mean_fg"] = ((z * fg).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)).numpy()
+        extra["z_top1_fg"] = _top1(z * fg).numpy()
+        extra["z_top1_ero3"] = _top1(z * ero).numpy()
+        if "vn_mean" in norm and logvar is not None:
+            vz = ((vn - norm["vn_mean"]) / norm["vn_std"]).clamp_min(0)
+            extra["vnz_top1_fg"] = _top1(vz * fg).numpy()
+    se = sq.flatten(1)
     mse = se.mean(1)
     blur_mse = ((_blur(img) - img) ** 2).flatten(1).mean(1)
     f = fg.flatten(1)
@@ -233,15 +310,43 @@ def all_scores(img: torch.Tensor, rec: torch.Tensor, fg: torch.Tensor) -> dict[s
         "mse_fg": ((se * f).sum(1) / f.sum(1).clamp_min(1)).numpy(),
         "mse_rel_blur": (mse / blur_mse.clamp_min(1e-8)).numpy(),
         "mse_rel_energy": (mse / (centred**2).mean(1).clamp_min(1e-8)).numpy(),
+        **extra,
     }
 
 
+def _normative(sq: torch.Tensor, vn: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Per-pixel mean and std of the squared residual (and of AE-U's normalised one) over normal slices."""
+    norm = {"mean": sq.mean(0, keepdim=True), "std": sq.std(0, keepdim=True) + 1e-3 * float(sq.std())}
+    if vn is not None:
+        norm.update(vn_mean=vn.mean(0, keepdim=True), vn_std=vn.std(0, keepdim=True) + 1e-3 * float(vn.std()))
+    return norm
+
+
 def _evaluate(net: torch.nn.Module, cfg: dict[str, Any], va: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of every validation slice. The normative ``z_*`` scores are cross-fitted by group (volume or
+    near-duplicate group): the validation groups are cut in two halves (seeded), and each half is scored with the
+    per-pixel statistics of the other half's normal slices, so no slice is calibrated on itself or on its neighbours."""
     net.eval()
     with torch.no_grad():
-        recs = torch.cat([net(va["image"][i : i + 256]) for i in range(0, len(va["image"]), 256)])
-    sc = all_scores(va["image"], recs, va["foreground"])
-    return sc, va["label"]
+        out = torch.cat([net(va["image"][i : i + 256]) for i in range(0, len(va["image"]), 256)])
+    recs, logvar = (out[:, :1], out[:, 1:]) if out.shape[1] == 2 else (out, None)
+    lab = va["label"]
+    sq = (recs - va["image"]) ** 2
+    vn = None if logvar is None else sq / logvar.exp().clamp_min(1e-6)
+    groups = np.asarray(va["group"])
+    uniq = np.random.default_rng(0).permutation(sorted(set(groups)))
+    half = np.isin(groups, uniq[: len(uniq) // 2])
+    parts = []
+    for fold in (half, ~half):
+        fit = (~fold) & (lab == 0)
+        norm = _normative(sq[fit], None if vn is None else vn[fit])
+        idx = np.flatnonzero(fold)
+        lv = None if logvar is None else logvar[idx]
+        parts.append((idx, all_scores(va["image"][idx], recs[idx], va["foreground"][idx], lv, norm)))
+    order = np.concatenate([p[0] for p in parts])
+    sc = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    inv = np.argsort(order)
+    return {k: v[inv] for k, v in sc.items()}, lab
 
 
 def _aurocs(sc: dict[str, np.ndarray], lab: np.ndarray) -> dict[str, float]:
