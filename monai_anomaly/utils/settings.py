@@ -139,7 +139,7 @@ class AnomalyModelSettings:
     aggregation: str = _setting("topk", "word")
     aggregation_k: float = _setting(0.05, "number")
     min_foreground: float = _setting(0.005, "number")
-    foreground_erosion: int = _setting(0, "int", legacy=0)
+    foreground_erosion: int = _setting(3, "int", legacy=0)
     map_calibration: str = _setting("none", "word", legacy="none")
     slice_axis: int = _setting(2, "int")
 

@@ -109,7 +109,8 @@ def test_configs_agree_with_each_other(name):
     """MONAI Label reads inference.json alone: it repeats train.json's network and preprocessing, which must match.
 
     inference.json takes the network and scoring settings from the checkpoint (``settings`` in model.pt) and falls
-    back to its ``defaults``, which must be train.json's defaults."""
+    back to its ``defaults``, which must be train.json's defaults, except for a setting added after checkpoints were
+    first saved: a checkpoint without it was trained without it, so the fallback is its legacy value."""
     bundle = REPO / "bundles" / name
     train, infer = _cfg("train.json", bundle), _cfg("inference.json", bundle)
     for key in ("model_def", "network_def"):
@@ -122,6 +123,8 @@ def test_configs_agree_with_each_other(name):
     for key, default in infer["defaults"].items():
         if key == "diffusion" and "diffusion_options" in train:  # the refiner: options + stage 1 from coarse_ckpt
             assert {k: v for k, v in default.items() if k != "coarse"} == train["diffusion_options"]
+        elif key in AnomalyModelSettings.legacy():
+            assert default == evaluate["saved_defaults"][key] == AnomalyModelSettings.legacy()[key], key
         else:
             assert train[key] == default == evaluate["saved_defaults"][key], key
         assert saved[key] == f"@{ids[key]}", key  # train.json saves it in model.pt
