@@ -107,9 +107,11 @@ class AnomalySliceInferer(Inferer):
         self.resize_image = ResizeToSquare(size, interp_mode="bilinear", anti_aliasing=True)
         self.resize_mask = ResizeToSquare(size, interp_mode="nearest", anti_aliasing=False)
 
-    def slices(self, volume: torch.Tensor, foreground: torch.Tensor | None) -> list[int]:
+    def slices(
+        self, volume: torch.Tensor, foreground: torch.Tensor | None, fractions: torch.Tensor | None = None
+    ) -> list[int]:
         """The indices of the slices of a ``(C, H, W, D)`` volume that are scored."""
-        kept = select_slices(volume, self.spatial_dim, self.min_foreground, None, foreground)
+        kept = select_slices(volume, self.spatial_dim, self.min_foreground, None, foreground, fractions=fractions)
         return kept or list(range(volume.shape[self.spatial_dim + 1]))
 
     def __call__(  # type: ignore[override]
@@ -134,8 +136,8 @@ class AnomalySliceInferer(Inferer):
                 n_slices = 1
                 frac = foreground_fractions(vol[..., None], 2, None if fg is None else fg[..., None])
             else:
-                take = self.slices(vol, fg)
                 frac = foreground_fractions(vol, self.spatial_dim, fg)
+                take = self.slices(vol, fg, frac)
                 dim = self.spatial_dim + 1
                 cut = [(vol.select(dim, i), None if fg is None else fg.select(dim, i)) for i in take]
                 n_slices = vol.shape[dim]

@@ -114,6 +114,7 @@ def select_slices(
     slice_range: Sequence[float] | Sequence[int] | None = None,
     foreground: torch.Tensor | None = None,
     background: float = 0.0,
+    fractions: torch.Tensor | None = None,
 ) -> list[int]:
     """Indices along ``axis`` of the slices to keep.
 
@@ -125,6 +126,7 @@ def select_slices(
         slice_range: keep only ``(start, stop)``: fractions of the axis if any is a float, else indices.
         foreground: a mask whose ``> 0`` voxels are foreground; default ``img > background`` in any channel.
         background: the background intensity when no mask is given.
+        fractions: the slices' :func:`foreground_fractions`, when the caller has them already.
 
     Example:
         >>> vol = torch.zeros(1, 4, 4, 10); vol[..., 3:7] = 1.0
@@ -135,7 +137,7 @@ def select_slices(
     n = img.shape[axis + 1]
     keep = list(_range(n, slice_range))
     if min_foreground > 0 and keep:
-        frac = foreground_fractions(img, axis, foreground, background)
+        frac = foreground_fractions(img, axis, foreground, background) if fractions is None else fractions
         keep = [i for i in keep if float(frac[i]) >= min_foreground]
     return keep
 
