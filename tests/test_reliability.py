@@ -106,9 +106,10 @@ def _many_scans(folder: Path, n: int, shape=(64, 64, 24)) -> Path:
     return folder
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120, pattern: str | None = None) -> None:
+    """Wait until ``path`` exists (or, with ``pattern``, until a file matching it exists in the folder ``path``)."""
     t0 = time.time()
-    while not path.exists():
+    while not (path.exists() and (pattern is None or any(path.glob(pattern)))):
         if proc.poll() is not None:
             pytest.fail(f"the run ended before {path} appeared: {proc.stderr.read()[-2000:]}")
         if time.time() - t0 > timeout:
@@ -123,7 +124,8 @@ def _infer_stopped_mid_run(bundle: Path, tmp_path: Path, sig: int):
     out = tmp_path / "out"
     ckpt = bundle / "models" / "model.pt"
     proc = _cli("infer", scans, "--ckpt", ckpt, "--output_dir", out)
-    _wait_for(out / "maps", proc)
+    # the first finished map, not the maps/ folder: a run killed before any file holds no result to protect
+    _wait_for(out / "maps", proc, pattern="*_anomaly_map.nii.gz")
     proc.send_signal(sig)
     return scans, out, ckpt, proc
 
