@@ -279,6 +279,16 @@ def all_scores(
     # the map over its own median in the foreground: a lesion is a local departure, a sharper or noisier image
     # raises the whole map (a site or scanner difference)
     extra["mse_top1_ero3_rel"] = (_top1(sq * ero) / _fg_median(sq, fg)).numpy()
+    # input complexity (Serra et al., ICLR 2020): an AE leaves the fine detail it cannot code in its residual, so
+    # the map is divided by the image's own detail energy, mean of (x - blur(x))^2 over the foreground
+    detail = (img - _blur(img)) ** 2
+    cx = ((detail * fg).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)).clamp_min(1e-8)
+    extra["cx_top1_ero3"] = (_top1(sq * ero) / cx).numpy()
+    extra["cx_top1_fg"] = (_top1(sq * fg) / cx).numpy()
+    extra["cx_mean_fg"] = (((sq * fg).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)) / cx).numpy()
+    cx_ero = ((detail * ero).flatten(1).sum(1) / ero.flatten(1).sum(1).clamp_min(1)).clamp_min(1e-8)
+    extra["cxe_top1_ero3"] = (_top1(sq * ero) / cx_ero).numpy()
+    extra["cxe_mean_ero3"] = (((sq * ero).flatten(1).sum(1) / ero.flatten(1).sum(1).clamp_min(1)) / cx_ero).numpy()
     if logvar is not None:
         vn = sq / logvar.exp().clamp_min(1e-6)
         extra["vn_top1_ero3_rel"] = (_top1(vn * ero) / _fg_median(vn, fg)).numpy()

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lower_is_better, unpack_batch
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
-from monai_anomaly.scoring.maps import erode_mask
+from monai_anomaly.scoring.maps import MAP_NORMALISATIONS, erode_mask, normalise_map
 from monai_anomaly.scoring.slice_scores import SCORE_REGIONS, SLICE_SCORE_METHODS, score_slices
 from monai_anomaly.utils.enums import AnomalyKeys
 
@@ -147,6 +147,8 @@ class AnomalyEvaluator(SupervisedEvaluator):
         foreground_key: batch key of a foreground mask: the map is 0 outside it.
         foreground_erosion: erode that mask by this many pixels first (the rim of the head or brain, whose residual
             is high on every image, is not scored).
+        map_normalisation: ``"none"`` or ``"complexity"`` (each slice's map divided by its input's detail energy over
+            the uneroded foreground: :func:`~monai_anomaly.scoring.maps.normalise_map`), after the model's map.
         score_region: ``"foreground"`` or ``"image"`` (see :func:`~monai_anomaly.scoring.slice_scores.score_slices`).
         loss_function: per-sample reconstruction loss (``reduction="none"``); default ``ReconstructionLoss("l1",
             reduction="none")``.
@@ -178,6 +180,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
         score_kwargs: Mapping[str, Any] | None = None,
         foreground_key: str | None = None,
         foreground_erosion: int = 0,
+        map_normalisation: str = "none",
         score_region: str = "foreground",
         loss_function: Callable | None = None,
         image_key: str = AnomalyKeys.IMAGE,
@@ -203,6 +206,8 @@ class AnomalyEvaluator(SupervisedEvaluator):
             raise ValueError(f"score_method must be one of {SLICE_SCORE_METHODS}, got {score_method!r}")
         if score_region not in SCORE_REGIONS:
             raise ValueError(f"score_region must be one of {SCORE_REGIONS}, got {score_region!r}")
+        if map_normalisation not in MAP_NORMALISATIONS:
+            raise ValueError(f"map_normalisation must be one of {MAP_NORMALISATIONS}, got {map_normalisation!r}")
         if not callable(getattr(getattr(network, "module", network), "predict", None)):
             raise TypeError(
                 f"network must be an anomaly model with predict(x) (AnomalyMapNet), got {type(network).__name__}"
@@ -243,6 +248,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
         self.score_region = score_region
         self.foreground_key = foreground_key
         self.foreground_erosion = int(foreground_erosion)
+        self.map_normalisation = map_normalisation
         self.loss_fn = ReconstructionLoss("l1", reduction="none") if loss_function is None else loss_function
 
     @staticmethod
@@ -256,12 +262,13 @@ class AnomalyEvaluator(SupervisedEvaluator):
             ValueError: when ``batchdata`` is None.
         """
         inputs, targets, _, _ = unpack_batch(engine, batchdata)
-        foreground = None
+        foreground = whole = None
         if engine.foreground_key is not None:
-            foreground = self._batch_value(batchdata, engine.foreground_key)
-            if foreground is None:
+            whole = self._batch_value(batchdata, engine.foreground_key)
+            if whole is None:
                 raise KeyError(f"batch has no foreground key {engine.foreground_key!r}")
-            foreground = erode_mask(torch.as_tensor(foreground).to(inputs.device), engine.foreground_erosion)
+            whole = torch.as_tensor(whole).to(inputs.device)
+            foreground = erode_mask(whole, engine.foreground_erosion)
         model = getattr(engine.network, "module", engine.network)  # DDP: the model itself (no gradients here)
         with engine.mode(engine.network):
             if engine.amp:
@@ -270,7 +277,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
                 pred = {k: v.float() for k, v in pred.items()}
             else:
                 pred = model.predict(inputs, foreground=foreground)
-            amap = pred[AnomalyKeys.ANOMALY_MAP]
+            amap = normalise_map(pred[AnomalyKeys.ANOMALY_MAP], inputs, whole, engine.map_normalisation)
             scores = score_slices(amap, foreground, engine.score_method, engine.score_region, **engine.score_kwargs)
         n = inputs.shape[0]
         label = self._batch_value(batchdata, AnomalyKeys.LABEL)

@@ -17,7 +17,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
-from monai_anomaly.scoring.maps import erode_mask, mask_outside
+from monai_anomaly.scoring.maps import MAP_NORMALISATIONS, erode_mask, mask_outside, normalise_map
 from monai_anomaly.scoring.slice_scores import SCORE_REGIONS, SLICE_SCORE_METHODS, score_slices
 from monai_anomaly.transforms.slicing import foreground_fractions, select_slices
 from monai_anomaly.transforms.spatial import ResizeToSquare
@@ -64,6 +64,9 @@ class AnomalySliceInferer(Inferer):
         score_kwargs: ``k`` / ``q`` of the slice score.
         foreground_erosion: erode each slice's foreground mask by this many pixels (at the training size) before the
             map is masked and scored, as evaluation does.
+        map_normalisation: ``"none"`` or ``"complexity"``: each slice's map divided by its input's detail energy over
+            the uneroded foreground (:func:`~monai_anomaly.scoring.maps.normalise_map`), as evaluation does; applied to
+            the map of an anomaly model and of an exported one alike.
 
     Example:
         >>> import torch
@@ -83,9 +86,13 @@ class AnomalySliceInferer(Inferer):
         score_region: str = "foreground",
         score_kwargs: Mapping[str, Any] | None = None,
         foreground_erosion: int = 0,
+        map_normalisation: str = "none",
     ) -> None:
         super().__init__()
         self.foreground_erosion = int(foreground_erosion)
+        if map_normalisation not in MAP_NORMALISATIONS:
+            raise ValueError(f"map_normalisation must be one of {MAP_NORMALISATIONS}, got {map_normalisation!r}")
+        self.map_normalisation = map_normalisation
         if spatial_dim not in (0, 1, 2):
             raise ValueError(f"spatial_dim must be 0, 1 or 2 (an axis of H, W, D), got {spatial_dim}.")
         if score_method not in SLICE_SCORE_METHODS:
@@ -147,9 +154,10 @@ class AnomalySliceInferer(Inferer):
             amaps, sc = [], []
             for start in range(0, len(xs), self.sw_batch_size):
                 x = torch.stack([torch.as_tensor(t) for t in xs[start : start + self.sw_batch_size]]).float()
-                f = None if fgs is None else torch.stack([torch.as_tensor(t) for t in fgs[start : start + len(x)]])
-                f = None if f is None else erode_mask(f.to(x.device), self.foreground_erosion)
-                m = predict(x, f).float()
+                whole = None if fgs is None else torch.stack([torch.as_tensor(t) for t in fgs[start : start + len(x)]])
+                whole = None if whole is None else whole.to(x.device)
+                f = None if whole is None else erode_mask(whole, self.foreground_erosion)
+                m = normalise_map(predict(x, f).float(), x, whole, self.map_normalisation)
                 sc.append(score_slices(m, f, self.score_method, self.score_region, **self.score_kwargs).cpu())
                 amaps.extend(self.resize_image.restore(mi, spatial) for mi in m)
             slice_scores = torch.zeros(n_slices, dtype=torch.float32)

@@ -6,6 +6,7 @@ and converted) and return a float torch tensor ``(B, 1, ...)`` of the same spati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -16,6 +17,9 @@ from monai.networks.layers import GaussianFilter
 
 __all__ = [
     "MAP_CALIBRATIONS",
+    "MAP_NORMALISATIONS",
+    "image_detail_energy",
+    "normalise_map",
     "erode_mask",
     "variance_normalised_map",
     "MAP_METHODS",
@@ -31,6 +35,11 @@ MAP_METHODS = ("abs", "squared", "squared_rel", "ssim", "combined", "variance_no
 MAP_CALIBRATIONS = ("none", "normative")
 """``"normative"``: the map is the per-pixel z-score against the maps of normal validation images
 (:meth:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet.fit_normative`)."""
+
+MAP_NORMALISATIONS = ("none", "complexity")
+"""``"complexity"``: each slice's map is divided by the slice's own fine-detail energy
+(:func:`image_detail_energy`), so a sharper or more textured image does not score higher for that alone
+(:func:`normalise_map`)."""
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -331,3 +340,84 @@ def mask_outside(anomaly_map: torch.Tensor, foreground: ArrayLike) -> torch.Tens
     if m.shape != shape:
         raise ValueError(f"foreground of shape {tuple(fg.shape)} changes the map shape to {tuple(m.shape)}")
     return m
+
+
+def image_detail_energy(
+    image: torch.Tensor, foreground: torch.Tensor | None = None, sigma: float = 1.5, floor: float = 1e-6
+) -> torch.Tensor:
+    """Each sample's fine-detail energy: the mean over its foreground of ``(x - G_sigma * x)^2``, channels averaged.
+
+    ``G_sigma`` is a Gaussian blur (MONAI's :class:`~monai.networks.layers.GaussianFilter`, the image reflected at its
+    border). This is what a reconstruction network cannot code and leaves in its residual, and it grows with texture,
+    sharpness and noise: an input-complexity term in the sense of Serra et al., ICLR 2020.
+
+    Args:
+        image: ``(B, C, *spatial)`` normalised images, at the training size.
+        foreground: ``(B, 1, *spatial)`` 0/1 or bool mask (``None``: the whole image); a sample with no foreground
+            uses its whole image.
+        sigma: the blur, in pixels at the training size.
+        floor: the smallest energy returned (a flat image).
+
+    Returns:
+        ``(B,)`` float tensor.
+
+    Example:
+        >>> flat = torch.zeros(1, 1, 16, 16)
+        >>> noisy = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> bool(image_detail_energy(noisy) > 100 * image_detail_energy(flat))
+        True
+    """
+    img = image.as_tensor() if hasattr(image, "as_tensor") else image
+    img = img.float()
+    r = int(math.ceil(3 * sigma))
+    pad = [r] * (2 * (img.ndim - 2))
+    if min(img.shape[2:]) > r:
+        padded = torch.nn.functional.pad(img, pad, mode="reflect")
+    else:
+        padded = torch.nn.functional.pad(img, pad, mode="replicate")
+    blurred = gaussian_smooth(padded, sigma)
+    crop = (slice(None), slice(None), *[slice(r, r + n) for n in img.shape[2:]])
+    detail = ((img - blurred[crop]) ** 2).mean(dim=1, keepdim=True).flatten(1)
+    if foreground is None:
+        energy = detail.mean(1)
+    else:
+        fg = foreground.as_tensor() if hasattr(foreground, "as_tensor") else torch.as_tensor(foreground)
+        w = (fg > 0.5).float() if fg.dtype != torch.bool else fg.float()
+        w = w.to(detail.device).expand(img.shape[0], 1, *img.shape[2:]).flatten(1)
+        n = w.sum(1)
+        whole = detail.mean(1)
+        energy = torch.where(n > 0, (detail * w).sum(1) / n.clamp_min(1.0), whole)
+    return energy.clamp_min(floor)
+
+
+def normalise_map(
+    anomaly_map: torch.Tensor, image: torch.Tensor, foreground: torch.Tensor | None, method: str = "none"
+) -> torch.Tensor:
+    """The map of each slice divided by a per-slice scale (``"none"``: unchanged).
+
+    ``"complexity"``: divided by :func:`image_detail_energy` of the input over its (uneroded) foreground. A
+    reconstruction's residual grows with the image's own texture and sharpness; where normal images are sharper than
+    abnormal ones (another scanner, another source), the raw residual ranks the normals first. The ratio scores what
+    the network failed to reconstruct beyond the detail any image of that sharpness leaves behind. The map keeps its
+    shape, so the heatmap shows the same places; its unit becomes "times the image's detail energy".
+
+    Args:
+        anomaly_map: ``(B, 1, *spatial)``.
+        image: the network's input ``(B, C, *spatial)``.
+        foreground: the slice's foreground mask before any erosion (``None``: the whole image).
+        method: one of :data:`MAP_NORMALISATIONS`.
+
+    Example:
+        >>> img = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0)).repeat(2, 1, 1, 1)
+        >>> img[1] = img[1] * 2  # twice the contrast: four times the residual and the detail energy
+        >>> m = 0.1 * img**2
+        >>> out = normalise_map(m, img, None, "complexity")
+        >>> float(m[1].max() / m[0].max()), bool(torch.allclose(out[1], out[0], rtol=1e-4))
+        (4.0, True)
+    """
+    if method not in MAP_NORMALISATIONS:
+        raise ValueError(f"map normalisation must be one of {MAP_NORMALISATIONS}, got {method!r}")
+    if method == "none":
+        return anomaly_map
+    energy = image_detail_energy(image, foreground).to(anomaly_map.device, anomaly_map.dtype)
+    return anomaly_map / energy.view(-1, *([1] * (anomaly_map.ndim - 1)))

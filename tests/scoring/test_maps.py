@@ -8,7 +8,16 @@ import torch
 from monai.metrics import SSIMMetric
 from monai.transforms import GaussianSmooth
 
-from monai_anomaly.scoring.maps import compute_anomaly_map, gaussian_smooth, mask_outside, residual_map, ssim_map
+from monai_anomaly.scoring.maps import (
+    compute_anomaly_map,
+    erode_mask,
+    gaussian_smooth,
+    image_detail_energy,
+    mask_outside,
+    normalise_map,
+    residual_map,
+    ssim_map,
+)
 
 
 def _brain(shape=(2, 1, 32, 32), seed=0) -> torch.Tensor:
@@ -176,3 +185,49 @@ def test_erode_mask_removes_the_rim_in_2d_and_3d_and_treats_outside_the_image_as
     v = torch.zeros(1, 1, 7, 7, 7, dtype=torch.bool)
     v[..., 1:6, 1:6, 1:6] = True
     assert erode_mask(v, 1).sum() == 27
+
+
+def _brainlike(seed: int, texture: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth disc of 'tissue' on a zero background, with fine texture of amplitude ``texture``; its foreground."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    fg = (((yy - 32) ** 2 + (xx - 32) ** 2) < 26**2).float()[None, None]
+    smooth = gaussian_smooth(torch.rand(1, 1, 64, 64, generator=g), 4.0)
+    smooth = 0.5 + (smooth - smooth.mean()) / smooth.std() * 0.08
+    img = (smooth + texture * (torch.rand(1, 1, 64, 64, generator=g) - 0.5)) * fg
+    return img.clamp(0, 1), fg
+
+
+def test_complexity_normalisation_removes_the_texture_ranking_and_keeps_the_lesion_first():
+    """A blurring autoencoder leaves an image's fine texture in its residual: the raw score ranks a sharper normal
+    above a smooth image with a lesion; divided by each image's detail energy, the lesion ranks first."""
+    smooth, fg = _brainlike(0, 0.05)
+    sharp, _ = _brainlike(1, 0.60)  # a sharper scanner: twelve times the texture amplitude
+    lesion, _ = _brainlike(2, 0.05)
+    healthy_part = lesion.clone()
+    lesion[..., 28:36, 28:36] += 0.15  # a bright lesion the network has never seen
+    images = torch.cat([smooth, sharp, lesion])
+    recon = gaussian_smooth(torch.cat([smooth, sharp, healthy_part]), 1.5)  # what a healthy AE gives back: blurred
+    masks = fg.expand(3, 1, 64, 64)
+    raw = compute_anomaly_map(images, recon, method="squared", foreground=erode_mask(masks, 3))
+    top = lambda m: m.flatten(1).topk(40, dim=1).values.mean(1)  # noqa: E731
+    assert top(raw)[1] > top(raw)[2]  # the raw residual puts the sharp normal first
+    norm = normalise_map(raw, images, masks, "complexity")
+    assert top(norm)[2] > 1.5 * top(norm)[1] and top(norm)[2] > 10 * top(norm)[0]
+    assert torch.equal(norm > 0, raw > 0)  # same places: only each slice's scale changed
+    assert torch.equal(normalise_map(raw, images, masks, "none"), raw)
+
+
+def test_detail_energy_is_over_the_foreground_and_per_sample():
+    img, fg = _brainlike(3, 0.2)
+    whole = image_detail_energy(img)
+    inside = image_detail_energy(img, fg)
+    assert inside.shape == (1,) and float(inside) > float(whole)  # the zero background has no detail
+    empty = image_detail_energy(img, torch.zeros_like(fg))
+    assert torch.allclose(empty, whole)  # no foreground: the whole image
+    vol = torch.rand(2, 1, 16, 16, 8, generator=torch.Generator().manual_seed(0))
+    assert image_detail_energy(vol).shape == (2,)  # 3D too
+    flat = image_detail_energy(torch.zeros(1, 1, 16, 16))
+    assert float(flat) == pytest.approx(1e-6)  # floored, never a division by zero
+    with pytest.raises(ValueError, match="map normalisation"):
+        normalise_map(img, img, fg, "bogus")
