@@ -258,7 +258,9 @@ class VolumeToSlicesd(MapTransform):
     ``volume_id`` (the input's, else the file stem), ``slice_index`` (index along ``axis``) and, with
     ``label_from_mask_key``, ``label`` = 1 when that mask's slice has a positive voxel, else 0. The slices to keep are
     chosen once per volume from the foreground fraction of ``foreground_key`` (or of the first key's image
-    ``> background``) and ``slice_range``. A 2D input gives a one-element list.
+    ``> background``) and ``slice_range``; when no slice has ``min_foreground``, every slice (of ``slice_range``) is
+    kept, as :class:`~monai_anomaly.inferers.slice.AnomalySliceInferer` then scores every slice, so ``evaluate`` and
+    ``infer`` score the same slices of such a volume. A 2D input gives a one-element list.
 
     Args:
         keys: keys of volumes with the same spatial shape (image, mask, foreground ...).
@@ -333,6 +335,8 @@ class VolumeToSlicesd(MapTransform):
         mask_t = convert_to_tensor(mask, track_meta=False) > 0 if mask is not None else None
         results = []
         kept = self.slicer.indices(ref, fg)
+        if not kept:  # as inference does (AnomalySliceInferer): no slice has enough foreground, so every one is scored
+            kept = list(_range(ref.shape[axis + 1], self.slicer.slice_range))
         skipped: list[dict[str, Any]] = []
         if self.record_skipped:
             sl = self.slicer

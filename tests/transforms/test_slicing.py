@@ -193,3 +193,24 @@ def test_default_selection_scores_every_brats_slice_with_tumour_and_says_why_oth
         kept.setdefault(s["volume_id"], []).append(s["slice_index"])
     for vid, idx in kept.items():  # every slice of every volume is scored or listed, never both
         assert sorted(idx + per_volume.get(vid, [])) == list(range(155))
+
+
+def test_a_volume_without_any_slice_above_min_foreground_is_scored_whole_by_evaluate_as_by_infer():
+    """Evaluate dropped such a volume without a word (no slice, no skipped record) while infer scored all its slices;
+    now both score every slice."""
+    from monai_anomaly.inferers.slice import AnomalySliceInferer
+
+    vol = torch.zeros(1, 16, 16, 6)
+    vol[:, 7:9, 7:9, :] = 1.0  # 4 of 256 pixels per slice: 1.6 %, below a 5 % rule
+    d = {"image": MetaTensor(vol.clone(), meta={"filename_or_obj": "/data/thin.nii.gz"})}
+    slices = VolumeToSlicesd(keys=["image"], min_foreground=0.05, record_skipped=True)(d)
+    assert [s["slice_index"] for s in slices] == list(range(6))
+    assert all(s["skipped_slices"] == [] for s in slices)
+    out = AnomalySliceInferer(16, spatial_dim=2, min_foreground=0.05, score_method="max")(vol[None], lambda x: x)
+    assert out["scored"].tolist() == [[True] * 6]
+    part = vol.clone()
+    part[..., 0] = 0.0
+    part[:, :, :, 3] = 1.0  # one full slice: only it is scored, and the others are listed
+    slices = VolumeToSlicesd(keys=["image"], min_foreground=0.05, record_skipped=True)({"image": part})
+    assert [s["slice_index"] for s in slices] == [3]
+    assert [k["slice_index"] for k in slices[0]["skipped_slices"]] == [0, 1, 2, 4, 5]
