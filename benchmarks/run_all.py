@@ -98,7 +98,8 @@ DATASET_NOTES: dict[str, str] = {
         "shortcut; a raw reconstruction residual scores texture first, which is higher in the normals, and ranked "
         "tumours below normals (AUROC 0.24-0.34, the refiner 0.53, at these budgets before bundle 0.7.0 / 0.4.0). "
         "The autoencoder's "
-        "map is now divided by each image's own detail energy (`map_normalisation: complexity`), and every map is "
+        "map is now divided by each image's own detail energy (`map_normalisation: auto`, `complexity` for 2D "
+        "image sets), and every map is "
         "masked by the eroded foreground; but sharpness alone (`1 / detail energy`, no network) separates this "
         "set's validation classes with AUROC 0.80, so these rows are not evidence of detection by themselves: "
         "read docs/experiments.md, Part F (the same scores compared within quintiles of sharpness). The published "
@@ -177,6 +178,7 @@ def run(
             if (name, method) in earlier:
                 res = earlier[(name, method)]
                 print(f"=== {name}__{method}: kept from the earlier run", flush=True)
+                res = {**res, "reused": True}
                 if method == "supervised":
                     sup_ckpt = out / f"{name}__{method}" / "models" / "model.pt"
                 summary["results"].append(res)
@@ -375,7 +377,13 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None, cost_
         f"(`{summary['command'].strip()}`), on {summary['date']}.",
         "",
         f"- Machine: {m['cpu']}, {m['cpu_count']} cores, GPU: {m['gpu']}; Python {m['python']}, torch {m['torch']}, "
-        f"MONAI {m['monai']}. Whole run: {_f(summary.get('total_wall_s', 0) / 60.0, 1)} min.",
+        f"MONAI {m['monai']}. Whole run: {_f(summary.get('total_wall_s', 0) / 60.0, 1)} min"
+        + (
+            f"; some rows were redone later with `--reuse` (`reused` in results.json marks the rows kept from the "
+            f"run of {summary['reused_from']})."
+            if summary.get("reused_from")
+            else "."
+        ),
         f"- Budgets: **{summary['mode']}** (`QUICK` in `benchmarks/run_all.py`: fixed before the run to fit about an "
         "hour on 2 CPU cores; `--full` uses the bundles' own lengths). Short budgets favour the cheap methods: read "
         "the AUROC-against-time plot, not only the table. Image size "

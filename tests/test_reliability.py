@@ -239,3 +239,19 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_names_the_folder(
     )
     assert res.returncode == 1 and "no space left on the device" in res.stderr.splitlines()[0], res.stderr[-2000:]
     assert str(out) in res.stderr.splitlines()[0] or str(small_disk) in res.stderr.splitlines()[0]
+
+
+def test_a_run_that_was_evaluated_can_be_trained_again_with_overwrite(tmp_path, capsys):
+    """evaluate wrote its TensorBoard events to logs/evaluate of the training folder, files neither run's marker
+    listed: a later ``train --overwrite`` refused the folder ("files monai_anomaly did not write"). They now go to
+    eval/logs, inside the evaluation report that owns them."""
+    data = _make_tiny_sample(tmp_path / "data", n_normal=12, n_abnormal=4)
+    run = tmp_path / "run"
+    first = _in_process(capsys, "train", data, "--output_dir", run, "--max_epochs", "1", *TINY)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ev = _in_process(capsys, "evaluate", data, "--output_dir", run)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert list((run / "eval" / "logs").glob("events.out.tfevents*")) and not (run / "logs" / "evaluate").exists()
+    again = _in_process(capsys, "train", data, "--output_dir", run, "--max_epochs", "1", "--overwrite", "true", *TINY)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (run / "models" / "model.pt").is_file() and not (run / "eval").exists()  # the old report went with it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "MAP_NORMALISATIONS",
     "image_detail_energy",
     "normalise_map",
+    "resolve_map_normalisation",
     "erode_mask",
     "variance_normalised_map",
     "MAP_METHODS",
@@ -421,3 +423,29 @@ def normalise_map(
         return anomaly_map
     energy = image_detail_energy(image, foreground).to(anomaly_map.device, anomaly_map.dtype)
     return anomaly_map / energy.view(-1, *([1] * (anomaly_map.ndim - 1)))
+
+
+def resolve_map_normalisation(items: Sequence[Mapping[str, Any] | str], mode: str = "auto", key: str = "image") -> str:
+    """The map normalisation a model is trained and saved with: ``mode`` unless ``"auto"``; ``"auto"`` gives
+    ``"complexity"`` for a training set of 2D image files (PNG / JPEG) and ``"none"`` for volumes.
+
+    Why not for volumes: a 2D image is one acquisition, so its detail energy measures that acquisition's sharpness
+    (the confound :func:`normalise_map` removes); the slices of a volume share one acquisition and their detail
+    energy varies with anatomy instead (the smooth slices at the vertex have a fraction of a mid-brain slice's), so
+    dividing slice by slice lifts the near-empty slices: on the demo's T1 volumes the slice AUROC fell from 0.805 to
+    0.683 (docs/experiments.md, Part F).
+
+    Example:
+        >>> resolve_map_normalisation(["a.png", "b.jpg"]), resolve_map_normalisation([{"image": "v.nii.gz"}])
+        ('complexity', 'none')
+        >>> resolve_map_normalisation(["v.nii.gz"], "complexity")
+        'complexity'
+    """
+    if mode not in (*MAP_NORMALISATIONS, "auto"):
+        raise ValueError(f"map_normalisation must be one of {(*MAP_NORMALISATIONS, 'auto')}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    paths = [str(i[key]) if isinstance(i, Mapping) else str(i) for i in items]
+    if paths and all(p.lower().endswith((".png", ".jpg", ".jpeg")) for p in paths):
+        return "complexity"
+    return "none"

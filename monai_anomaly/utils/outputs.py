@@ -106,7 +106,7 @@ INFER = OutputKind(
 EVALUATE = OutputKind(
     "evaluate",
     "evaluation report",
-    (*_REPORT, "maps/**", "*.nii.gz"),
+    (*_REPORT, "maps/**", "*.nii.gz", "logs/**"),
     legacy_required=("detailed_results.csv", "volume_results.csv", "metrics.json", "anomaly_report.txt"),
 )
 TRAIN = OutputKind(

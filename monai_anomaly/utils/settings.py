@@ -91,7 +91,7 @@ _ALLOWED: dict[str, tuple[str, str] | tuple[str, ...]] = {
     "noise": ("gaussian", "simplex"),
     "cyclegan_mode": ("identity", "two_domain"),
     "map_calibration": ("monai_anomaly.scoring.maps", "MAP_CALIBRATIONS"),
-    "map_normalisation": ("monai_anomaly.scoring.maps", "MAP_NORMALISATIONS"),
+    "map_normalisation": ("none", "complexity", "auto"),
 }
 
 
@@ -142,7 +142,7 @@ class AnomalyModelSettings:
     min_foreground: float = _setting(0.005, "number")
     foreground_erosion: int = _setting(3, "int", legacy=0)
     map_calibration: str = _setting("none", "word", legacy="none")
-    map_normalisation: str = _setting("none", "word", legacy="none")
+    map_normalisation: str = _setting("none", "word", config_id="map_normalisation_used", legacy="none")
     slice_axis: int = _setting(2, "int")
 
     @classmethod

@@ -169,6 +169,10 @@ def test_train_writes_checkpoints_with_threshold(trained_bundle):
     assert set(ckpt) >= {"model", "threshold"}
     assert any(k.startswith("model.") for k in ckpt["model"])
     assert ckpt["threshold"]["split"] == "val"
+    # map_normalisation "auto" is resolved at training and saved: the tiny sample is PNG files, so the autoencoder
+    # divides each map by the image's detail energy; the other bundles keep the raw map
+    want = "complexity" if trained_bundle.name == "autoencoder_anomaly" else "none"
+    assert ckpt["settings"]["map_normalisation"] == want
     last = sorted(models.glob("checkpoint_epoch=*.pt"))  # the last two epochs: a truncated newest one has a fallback
     assert [p.name for p in last] == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt"]
     assert set(torch.load(last[0], map_location="cpu", weights_only=True)) >= {"model", "optimizer", "trainer"}
