@@ -16,8 +16,6 @@ import torch.nn.functional as F
 from monai.metrics.regression import compute_ssim_and_cs
 from monai.networks.layers import GaussianFilter
 
-from monai_anomaly.data.layouts import IMAGE_2D_SUFFIXES
-
 __all__ = [
     "MAP_CALIBRATIONS",
     "MAP_NORMALISATIONS",
@@ -447,8 +445,7 @@ def resolve_map_normalisation(items: Sequence[Mapping[str, Any] | str], mode: st
         raise ValueError(f"map_normalisation must be one of {(*MAP_NORMALISATIONS, 'auto')}, got {mode!r}")
     if mode != "auto":
         return mode
-
     paths = [str(i[key]) if isinstance(i, Mapping) else str(i) for i in items]
-    if paths and all(p.lower().endswith(IMAGE_2D_SUFFIXES) for p in paths):
+    if paths and all(p.lower().endswith((".png", ".jpg", ".jpeg")) for p in paths):
         return "complexity"
     return "none"
