@@ -72,7 +72,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _prep(scaling: str, size: int, volumes: bool) -> Compose:
+def _prep(scaling: str, size: int, volumes: bool, min_foreground: float = 0.05) -> Compose:
     t: list[Any] = [
         LoadScand(keys=["image", "mask"], allow_constant=[False, True], allow_missing_keys=True),
         ForegroundMaskd(keys="image", mask_keys="foreground"),
@@ -86,7 +86,7 @@ def _prep(scaling: str, size: int, volumes: bool) -> Compose:
         VolumeToSlicesd(
             keys=keys,
             axis=2,
-            min_foreground=0.05,
+            min_foreground=min_foreground,
             foreground_key="foreground",
             label_from_mask_key="mask",
             allow_missing_keys=True,
@@ -103,14 +103,22 @@ def _prep(scaling: str, size: int, volumes: bool) -> Compose:
 
 
 def load_split(
-    dataset: str, split: str, scaling: str, size: int, exclude: tuple[str, ...] = (), protocol: str = ""
+    dataset: str,
+    split: str,
+    scaling: str,
+    size: int,
+    exclude: tuple[str, ...] = (),
+    protocol: str = "",
+    min_foreground: float = 0.05,
 ) -> dict[str, Any]:
-    """Slices of one split as tensors: ``image`` (N, 1, S, S), ``foreground``, ``label``, ``cls``.
+    """Slices of one split as tensors: ``image`` (N, 1, S, S), ``foreground``, ``label``, ``cls``, ``group`` and
+    ``position`` (the slice's place among its volume's kept slices, 0 at the first and 1 at the last; 0.5 for a 2D
+    image). ``dataset`` is a shared set's folder or a CSV manifest (whose paths may lie outside its folder).
 
     ``protocol="orig_split"`` uses the dataset's own train/test split (``labels.csv`` column ``orig_split``), split
     file by file (not by near-duplicate group), as published protocols do; the default is the group-aware split.
     """
-    dl = build_datalist(dataset)
+    dl = build_datalist(dataset, allow_outside=True) if str(dataset).endswith(".csv") else build_datalist(dataset)
     if protocol:
         items = protocol_items(dl.items, dataset, split_column=protocol, exclude_classes=exclude)
         splits = split_datalist(items, val_fraction=0.15, test_fraction=0.3, seed=0, group_key="volume_id")
@@ -119,11 +127,14 @@ def load_split(
     items = training_items(splits["train"], include_masked=True) if split == "train" else splits[split]
     items = [i for i in items if i.get("cls") not in exclude]
     volumes = any(str(i["image"]).endswith((".nii", ".nii.gz")) for i in items)
-    prep = _prep(scaling, size, volumes)
-    imgs, fgs, labels, classes, groups = [], [], [], [], []
+    prep = _prep(scaling, size, volumes, min_foreground)
+    imgs, fgs, labels, classes, groups, positions = [], [], [], [], [], []
     for it in items:
         out = prep({k: v for k, v in it.items() if k in ("image", "mask") and v})
-        for s in out if isinstance(out, list) else [out]:
+        out = out if isinstance(out, list) else [out]
+        kept = [int(s.get("slice_index", 0)) for s in out]
+        lo, span = min(kept), max(kept) - min(kept)
+        for s in out:
             lab = int(s.get("label", it["label"]))
             if split == "train" and lab != 0:
                 continue
@@ -132,12 +143,14 @@ def load_split(
             labels.append(lab)
             classes.append(str(it.get("cls", "")))
             groups.append(str(it.get("group") or it.get("volume_id") or it["image"]))
+            positions.append((int(s.get("slice_index", 0)) - lo) / span if span else 0.5)
     return {
         "image": torch.stack(imgs),
         "foreground": torch.stack(fgs),
         "label": np.asarray(labels),
         "cls": classes,
         "group": groups,
+        "position": np.asarray(positions, dtype=np.float64),
     }
 
 
@@ -160,9 +173,18 @@ def coarse_noise(x: torch.Tensor, std: float, scale: int = 4, gen: torch.Generat
 
 
 def run_variant(
-    name: str, train: dict, val: dict, epochs: int, size: int, seed: int = 0, eval_every: int = 0, **over: Any
+    name: str,
+    train: dict,
+    val: dict,
+    epochs: int,
+    size: int,
+    seed: int = 0,
+    eval_every: int = 0,
+    keep_scores: bool = False,
+    **over: Any,
 ) -> dict:
-    """Train one variant on ``train`` normals, return validation AUROCs and timings."""
+    """Train one variant on ``train`` normals, return validation AUROCs and timings (``keep_scores``: also every
+    validation slice's scores, ``"scores"``, and labels, ``"labels"``, as numpy arrays, for further analysis)."""
     cfg = {**BASE, **VARIANTS.get(name, {}), **over}
     set_determinism(seed)
     tr, va = train[cfg["scaling"]], val[cfg["scaling"]]
@@ -217,6 +239,8 @@ def run_variant(
     for gname, members in groups.items():
         sel = (lab == 0) | np.isin(cls, members)
         out[f"val_auroc_{gname}"] = _aurocs({k: v[sel] for k, v in sc.items()}, lab[sel])
+    if keep_scores:
+        out["scores"], out["labels"] = sc, lab
     return out
 
 
