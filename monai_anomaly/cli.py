@@ -162,6 +162,25 @@ def _check_options(defaults: dict[str, Any], override: dict[str, Any], command: 
     return out
 
 
+def _report_handler_ids(defaults: dict[str, Any]) -> list[str]:
+    """Config ids of the evaluate handlers that write the report (``AnomalyReportHandler``), e.g.
+    ``["evaluate#handlers#3"]``, found by target so that a bundle may order its handlers as it likes.
+
+    Example:
+        >>> h = [{"_target_": "StatsHandler"}, {"_target_": "monai_anomaly.handlers.report.AnomalyReportHandler"}]
+        >>> _report_handler_ids({"evaluate": {"handlers": h}})
+        ['evaluate#handlers#1']
+    """
+    handlers = (defaults.get("evaluate") or {}).get("handlers") if isinstance(defaults.get("evaluate"), dict) else None
+    if not isinstance(handlers, list):
+        return []
+    return [
+        f"evaluate#handlers#{i}"
+        for i, h in enumerate(handlers)
+        if isinstance(h, dict) and str(h.get("_target_", "")).endswith("AnomalyReportHandler")
+    ]
+
+
 def _run_dir(output_dir: str | None, bundle: str | os.PathLike) -> Path:
     """The training run's folder: ``output_dir``, or ``runs/<bundle name>`` by default."""
     if output_dir is None:
@@ -250,6 +269,94 @@ def _setting_ids() -> dict[str, str]:
     from monai_anomaly.utils.settings import AnomalyModelSettings
 
     return AnomalyModelSettings.config_ids()
+
+
+def _translation_generators(ckpt: Path) -> dict[str, Any]:
+    """The generators of a CycleGAN ``model.pt``: ``{"to_normal": net, "to_abnormal": net or None}`` (eval mode).
+
+    Raises:
+        UsageError: the model is not a CycleGAN (other methods have no generator to translate with).
+    """
+    from monai_anomaly.networks.factory import build_model
+    from monai_anomaly.utils.checkpoints import load_checkpoint
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    settings = _checkpoint_settings(ckpt)
+    if settings.get("model_type") != "cyclegan":
+        raise UsageError(
+            f"{ckpt}: --translate needs a CycleGAN model (bundle cyclegan_anomaly); this one is "
+            f"{settings.get('model_type', 'unknown')!r}, which has no generator to translate with"
+        )
+    state = load_checkpoint(ckpt)
+    nets: dict[str, Any] = {}
+    for name, key in (("to_normal", "model"), ("to_abnormal", "to_abnormal")):
+        sd = state.get(key) if isinstance(state, dict) else None
+        if not sd:  # absent, or saved empty (an identity-mode model has no abnormal domain)
+            nets[name] = None
+            continue
+        if name == "to_normal":  # the anomaly model wraps the generator: its weights are under "model."
+            sd = {k[len("model.") :]: v for k, v in sd.items() if k.startswith("model.")}
+        net = build_model(settings)
+        net.load_state_dict(sd)
+        nets[name] = net.eval()
+    return nets
+
+
+def _write_translations(bundle: str, input_path: str, ckpt: Path, out: Path, skip_bad: bool) -> None:
+    """Write every scan of ``input_path`` translated by the CycleGAN's generators into ``out`` (see ``infer``)."""
+    import csv
+
+    import nibabel as nib
+    import numpy as np
+    from monai.bundle import ConfigParser
+    from monai.data import MetaTensor
+    from PIL import Image
+
+    from monai_anomaly.inferers.translate import SliceTranslator
+    from monai_anomaly.transforms.spatial import restore_geometry
+    from monai_anomaly.utils.text import safe_file_stem
+
+    nets = _translation_generators(ckpt)
+    parser = ConfigParser()
+    parser.read_config(str(find_bundle(bundle) / "configs" / "inference.json"))
+    parser.update({"input_path": input_path, "ckpt_path": str(ckpt), "skip_bad": skip_bad})
+    lo, hi = (float(v) for v in parser.get_parsed_content("intensity_range"))
+    translator = SliceTranslator(
+        int(parser.get_parsed_content("image_size")), spatial_dim=int(parser.get_parsed_content("slice_axis"))
+    )
+    dataset = parser.get_parsed_content("dataset")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for d in dataset:
+        image = d["image"]
+        vid = str(d.get("volume_id") or Path(str(image.meta.get("filename_or_obj", "scan"))).name)
+        for name, net in nets.items():
+            if net is None:
+                continue
+            y = translator(image, net)
+            if y.ndim == 3:  # a 2D image: a PNG in the 8-bit range the input's intensities were scaled from
+                y = restore_geometry(y, image)
+                grey = ((y[0].numpy() - lo) / (hi - lo)).clip(0, 1)
+                path = out / f"{safe_file_stem(vid)}_{name}.png"
+                Image.fromarray((grey.T * 255).round().astype(np.uint8)).save(path)
+            else:  # a volume: NIfTI on the scan's own grid, intensities in the model's range
+                y = restore_geometry(MetaTensor(y, affine=image.affine, meta=dict(image.meta)), image)
+                path = out / f"{safe_file_stem(vid)}_{name}.nii.gz"
+                nib.save(nib.Nifti1Image(y[0].numpy().astype(np.float32), np.asarray(y.affine)), str(path))
+            rows.append(
+                {
+                    "volume_id": vid,
+                    "source": str(image.meta.get("filename_or_obj", "")),
+                    "direction": name,
+                    "file": path.name,
+                }
+            )
+    with open(out / "translations.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["volume_id", "source", "direction", "file"])
+        w.writeheader()
+        w.writerows(rows)
+    missing = "" if nets["to_abnormal"] is not None else " (this model has no to_abnormal generator: to_normal only)"
+    print(f"translations of {len({r['volume_id'] for r in rows})} scan(s) written to {out}{missing}")
 
 
 def _refuse_inside_input(out: Path, inputs: str | os.PathLike, what: str = "output") -> None:
@@ -446,7 +553,9 @@ class AnomalyCLI:
         (Brainomaly's transductive mode) instead of the test split; ``--eval_dir`` puts the report elsewhere.
 
         The report goes to ``<output_dir>/eval``: detailed_results.csv (every slice score), volume_results.csv,
-        metrics.json, anomaly_report.txt, roc_curve.png, pr_curve.png, score_distribution.png, top_anomaly_*.png
+        metrics.json, anomaly_report.txt, roc_curve.png, pr_curve.png, score_distribution.png, confusion_matrix.png
+        (slice and volume level, at the thresholds), training_curves.png (the training loss and validation curves
+        that ``train`` logged in ``<output_dir>/logs``; not drawn when there are none), top_anomaly_*.png
         (image | heatmap | overlay) and NIfTI maps for volumes.
 
         ``--quality True`` also measures how good the reconstructions are: SSIM, MS-SSIM and PSNR of the test normals'
@@ -460,7 +569,8 @@ class AnomalyCLI:
 
         overwrite = _flag(overwrite, "overwrite")
         configs = ["train.json", "evaluate.json", *_extra_configs(config)]
-        override = _check_thresholds(_check_options(_config_defaults(bundle, configs), override, "evaluate"))
+        defaults = _config_defaults(bundle, configs)
+        override = _check_thresholds(_check_options(defaults, override, "evaluate"))
         out = _run_dir(output_dir, bundle)
         ckpt = out / "models" / "model.pt"
         if not ckpt.is_file():
@@ -472,6 +582,11 @@ class AnomalyCLI:
         eval_dir = Path(str(override["eval_dir"])).expanduser().resolve() if "eval_dir" in override else out / "eval"
         _refuse_inside_input(eval_dir, dataset_dir, "report")
         override["eval_dir"] = str(eval_dir)
+        log_dir = override.get("log_dir")
+        if not isinstance(log_dir, str) or log_dir.startswith("$"):
+            log_dir = str(out / "logs")  # where train.json's TensorBoard handlers wrote this run's scalars
+        for handler in _report_handler_ids(defaults):  # training_curves.png: from this run's own training logs
+            override.setdefault(f"{handler}#training_log_dir", log_dir)
         with claim_output(eval_dir, EVALUATE, overwrite=overwrite):
             run_bundle(
                 bundle,
@@ -491,6 +606,7 @@ class AnomalyCLI:
         bundle: str = DEFAULT_BUNDLE,
         overwrite: bool = False,
         skip_bad: bool = False,
+        translate: bool = False,
         **override: Any,
     ) -> str:
         """Score images or volumes: per-slice scores, one score per volume, and the anomaly map as NIfTI.
@@ -506,6 +622,10 @@ class AnomalyCLI:
                 ``models/model.pt``). Its settings (image size, intensity, map, score, aggregation) are used.
             overwrite: replace an earlier result in ``output_dir`` whole.
             skip_bad: skip unreadable files (named in a warning and in the report) instead of stopping.
+            translate: a CycleGAN model (``cyclegan_anomaly``) also writes each scan translated by both of its
+                generators to ``translations/`` (``<scan>_to_normal`` and, for a two-domain model,
+                ``<scan>_to_abnormal``; NIfTI on the scan's grid for volumes, PNG for 2D images) and
+                ``translations/translations.csv``.
             override: other config ids; ``--threshold`` / ``--volume_threshold`` replace the model's fitted slice /
                 volume threshold (a volume threshold derived from the slice one follows ``--threshold``); scores.json
                 and the report say which threshold decided.
@@ -513,6 +633,7 @@ class AnomalyCLI:
         from monai_anomaly.utils.outputs import INFER, claim_output
 
         overwrite, skip_bad = _flag(overwrite, "overwrite"), _flag(skip_bad, "skip_bad")
+        translate = _flag(translate, "translate")
         override = _check_thresholds(_check_options(_config_defaults(bundle, ["inference.json"]), override, "infer"))
         out = Path(output_dir).expanduser().resolve()
         if not Path(input).expanduser().exists():
@@ -521,6 +642,8 @@ class AnomalyCLI:
         if not model.is_file():
             raise FileNotFoundError(f"{model}: no trained model; pass --ckpt <train output_dir>/models/model.pt.")
         _check_overrides(_checkpoint_settings(model), override, model)  # also fails on an unreadable checkpoint
+        if translate:
+            _translation_generators(model)  # refuse a model without generators before scoring anything
         _refuse_inside_input(out, input)
         with claim_output(out, INFER, overwrite=overwrite):
             run_bundle(
@@ -533,6 +656,8 @@ class AnomalyCLI:
                 skip_bad=skip_bad,
                 **override,
             )
+            if translate:
+                _write_translations(bundle, str(input), model, out / "translations", skip_bad)
         return str(out)
 
     def demo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ __all__ = [
     "transductive_items",
     "supervised_items",
     "check_training_split",
+    "two_domain_splits",
     "write_datalist",
     "read_datalist",
 ]
@@ -364,6 +366,90 @@ def check_training_split(splits: Mapping[str, list], root: str | os.PathLike) ->
             "fitted: add normal images (at least 2, better 20 or more) or raise --val_fraction",
         )
     return splits
+
+
+def two_domain_splits(
+    splits: Mapping[str, list],
+    root: str | os.PathLike,
+    mode: str = "two_domain",
+    fraction: float = 0.5,
+    seed: int = 0,
+    group_key: str = AnomalyKeys.GROUP.value,
+) -> dict[str, list]:
+    """The splits of an unpaired two-domain translation (CycleGAN ``two_domain``): domain B is the known normals of
+    the train split, domain A the images that are not known normal.
+
+    - Where the train split has an unannotated mixed set (role ``mixed``), that set is domain A and the splits come
+      back unchanged (:func:`training_items` adds it, labels hidden).
+    - On a labelled layout (``normal/`` + ``abnormal/``, a ``labels.csv`` with labels 0 and 1), the unsupervised split
+      keeps every abnormal group out of train. As in the brain-MRI CycleGAN work, which translates between a
+      tumour and a no-tumour domain using the folders' labels, ``fraction`` of the validation split's abnormal groups
+      (seeded, group-aware, at least one, and at least one left for validation where there are two or more) move to
+      train as domain A: role ``mixed`` (so :func:`training_items` takes them), ``label`` -1 (no trainer reads it),
+      ``true_label`` 1 and ``domain_source`` ``"labels"``. The test split is untouched, so the method is tested on
+      the same images as the others. The move is logged.
+
+    Any other ``mode`` returns ``splits`` unchanged.
+
+    Raises:
+        BadInputError: naming ``root``, when domain A would hold no image (no mixed set, no labelled abnormal image
+            in the validation split), instead of training nothing.
+
+    Example:
+        >>> items = [{"image": f"n{i}.png", "label": 0, "role": "normal", "split": "train"} for i in range(4)]
+        >>> items += [{"image": f"a{i}.png", "label": 1, "role": "eval", "split": "val"} for i in range(4)]
+        >>> out = two_domain_splits({"train": items[:4], "val": items[4:], "test": []}, "data/")
+        >>> sorted((it["role"], it["label"], it.get("domain_source")) for it in out["train"])[-1]
+        ('normal', 0, None)
+        >>> [it["domain_source"] for it in out["train"] if it["role"] == "mixed"]
+        ['labels', 'labels']
+        >>> len(out["val"])
+        2
+    """
+    if mode != "two_domain":
+        return dict(splits)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    role_k, label_k, mask_k = AnomalyKeys.ROLE.value, AnomalyKeys.LABEL.value, AnomalyKeys.MASK.value
+    out = {k: list(v) for k, v in splits.items()}
+    train, val = out.get("train", []), out.get("val", [])
+    if any(str(it.get(role_k, "")) == Role.MIXED.value for it in train):
+        return out
+    abnormal = [
+        it
+        for it in val
+        if int(it.get(label_k, 0)) == 1 and str(it.get(role_k, "")) != Role.MIXED.value and not it.get(mask_k)
+    ]
+    groups = sorted({_group_of(it, group_key) for it in abnormal})
+    is_abnormal = {id(it) for it in abnormal}
+    if not groups:
+        raise BadInputError(
+            root,
+            "two_domain translation needs images of the abnormal domain (A): there is no unannotated mixed set in "
+            "the training split and no image labelled abnormal (label 1, no lesion mask) in the validation split; "
+            "add abnormal/ images or a mixed set (see docs/data.md), or use --cyclegan_mode identity",
+        )
+    n_move = min(len(groups), max(1, int(round(fraction * len(groups)))))
+    if n_move == len(groups) and len(groups) > 1 and fraction < 1.0:
+        n_move -= 1  # keep one abnormal group for validation
+    moved = {groups[i] for i in np.random.default_rng(seed).permutation(len(groups))[:n_move]}
+    domain_a = []
+    for it in val:
+        if id(it) in is_abnormal and _group_of(it, group_key) in moved:
+            d = dict(it)
+            d.update({role_k: Role.MIXED.value, label_k: -1, AnomalyKeys.TRUE_LABEL.value: 1})
+            d["domain_source"], d[AnomalyKeys.SPLIT.value] = "labels", "train"
+            domain_a.append(d)
+    out["val"] = [it for it in val if not (id(it) in is_abnormal and _group_of(it, group_key) in moved)]
+    out["train"] = train + domain_a
+    logging.getLogger("monai_anomaly").info(
+        "two_domain: domain A (abnormal) = %d image(s) labelled abnormal, from %d of the %d abnormal validation "
+        "group(s), moved to training by their labels; domain B = the training normals; test split unchanged",
+        len(domain_a),
+        len(moved),
+        len(groups),
+    )
+    return out
 
 
 def _rel(value: str, base: Path | None) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from monai.utils import IgniteInfo, min_version, optional_import
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
@@ -30,6 +31,8 @@ from monai_anomaly.engines.gan import known_healthy_flags
 from monai_anomaly.engines.multi import MultiNetworkTrainer
 from monai_anomaly.networks.cyclegan import ImageReplayBuffer
 from monai_anomaly.utils.enums import AnomalyKeys
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 __all__ = ["CycleGANTrainer", "lsgan_loss"]
 
@@ -108,6 +111,21 @@ class CycleGANTrainer(MultiNetworkTrainer):
         self.buffer_a = ImageReplayBuffer(buffer_size, seed=seed)
         self.buffer_b = ImageReplayBuffer(buffer_size, seed=None if seed is None else seed + 1)
         self._last_domain: dict[str, torch.Tensor] = {}
+        self._steps_this_epoch = 0
+        self.add_event_handler(Events.EPOCH_STARTED, self._reset_steps)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._check_steps)
+
+    def _reset_steps(self, engine: Any = None) -> None:
+        self._steps_this_epoch = 0
+
+    def _check_steps(self, engine: Any = None) -> None:
+        """Stop a run that learns nothing: an epoch in which no batch (nor any earlier one) held both domains."""
+        if self._steps_this_epoch == 0:
+            raise RuntimeError(
+                f"CycleGAN ({self.mode}): epoch {self.state.epoch} made no optimiser step: no batch held images of "
+                "both domains (domain A: mixed or abnormal images, domain B: known normals); the training set needs "
+                "both (see monai_anomaly.data.splits.two_domain_splits)"
+            )
 
     def _domains(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
         x = batch[self.image_key]
@@ -132,6 +150,7 @@ class CycleGANTrainer(MultiNetworkTrainer):
             zero = torch.zeros((), device=batch[self.image_key].device)
             return dict.fromkeys(self.LOSS_NAMES, zero)
         real_a, real_b = domains
+        self._steps_this_epoch += 1
         # -- generators
         self.set_requires_grad(d_a, False)
         self.set_requires_grad(d_b, False)

@@ -94,3 +94,75 @@ def test_two_domain_cyclegan_trains_on_the_unannotated_mixed_set(tmp_path):
     AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE)
     m = json.loads((out / "eval" / "metrics.json").read_text())
     assert m["slice"]["metrics"]["n_anomalous"] == 12 and m["slice"]["metrics"]["n_normal"] == 12
+
+
+def test_two_domain_cyclegan_takes_the_abnormal_domain_from_labels_and_translates_both_ways(tmp_path, capfd):
+    """On a labelled normal/ + abnormal/ folder (no mixed set), two_domain takes domain A from the labels: half the
+    validation split's abnormal images move to training (the test split is untouched); the run learns (non-empty
+    replay buffers), keeps the to_abnormal generator in model.pt, and `infer --translate` writes both directions."""
+    data = _sample(tmp_path / "data")
+    out = tmp_path / "run"
+    AnomalyCLI().train(str(data), output_dir=str(out), bundle=BUNDLE, cyclegan_mode="two_domain", max_epochs=1, **TINY)
+    assert "moved to training by their labels" in capfd.readouterr().out  # the training log says labels were used
+    last = torch.load(out / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    assert last["buffer_a"]["images"].shape[0] > 0 and last["buffer_b"]["images"].shape[0] > 0
+    model = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert model["to_abnormal"] and all(torch.equal(model["to_abnormal"][k], last["to_a"][k]) for k in last["to_a"])
+    # the test split is the unsupervised one: every abnormal test image of the identity-mode split is still tested
+    AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE)
+    ident = tmp_path / "ident"
+    AnomalyCLI().train(str(data), output_dir=str(ident), bundle=BUNDLE, max_epochs=1, **TINY)
+    AnomalyCLI().evaluate(str(data), output_dir=str(ident), bundle=BUNDLE)
+    tested = [json.loads((d / "eval" / "metrics.json").read_text())["slice"]["metrics"] for d in (out, ident)]
+    assert tested[0]["n_anomalous"] == tested[1]["n_anomalous"] > 0 and tested[0]["n_normal"] == tested[1]["n_normal"]
+    glioma = sorted((data / "abnormal" / "glioma").glob("*.png"))[:3]
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for f in glioma:
+        shutil.copy(f, scans / f.name)
+    inf = tmp_path / "inf"
+    AnomalyCLI().infer(str(scans), output_dir=str(inf), ckpt=str(out / "models" / "model.pt"), bundle=BUNDLE,
+                       translate=True)  # fmt: skip
+    rows = (inf / "translations" / "translations.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(glioma)
+    from PIL import Image
+
+    for f in glioma:
+        src = Image.open(f)
+        a = Image.open(inf / "translations" / f"{f.stem}_to_normal.png")
+        b = Image.open(inf / "translations" / f"{f.stem}_to_abnormal.png")
+        assert a.size == b.size == src.size  # on the input's grid
+        assert list(a.getdata()) != list(b.getdata())  # two different generators
+    # an identity-mode model has no abnormal domain: to_normal only
+    inf2 = tmp_path / "inf2"
+    AnomalyCLI().infer(str(scans), output_dir=str(inf2), ckpt=str(ident / "models" / "model.pt"), bundle=BUNDLE,
+                       translate=True)  # fmt: skip
+    assert sorted(p.name for p in (inf2 / "translations").glob("*.png")) == sorted(
+        f"{f.stem}_to_normal.png" for f in glioma
+    )
+
+
+def test_two_domain_without_abnormal_images_is_refused(tmp_path):
+    data = tmp_path / "data"
+    (data / "normal").mkdir(parents=True)
+    for f in sorted((sample_data_dir() / "normal").glob("*.png"))[:20]:
+        shutil.copy(f, data / "normal" / f.name)
+    with pytest.raises(Exception) as err:
+        AnomalyCLI().train(str(data), output_dir=str(tmp_path / "run"), bundle=BUNDLE, cyclegan_mode="two_domain",
+                           max_epochs=1, **TINY)  # fmt: skip
+    cause = root_cause(err.value)
+    assert isinstance(cause, BadInputError) and "needs images of the abnormal domain" in str(cause)
+    assert not (tmp_path / "run" / "models" / "model.pt").exists()
+
+
+def test_translate_needs_a_cyclegan_model(tmp_path):
+    from monai_anomaly.utils.cli_errors import UsageError
+
+    ckpt = tmp_path / "model.pt"
+    torch.save({"settings": {"model_type": "dense", "image_size": 32}, "model": {}}, ckpt)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(sorted((sample_data_dir() / "normal").glob("*.png"))[0], scans / "a.png")
+    with pytest.raises(UsageError, match="needs a CycleGAN model"):
+        AnomalyCLI().infer(str(scans), output_dir=str(tmp_path / "inf"), ckpt=str(ckpt), bundle=BUNDLE, translate=True)
+    assert not (tmp_path / "inf").exists()
