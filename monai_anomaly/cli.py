@@ -271,94 +271,6 @@ def _setting_ids() -> dict[str, str]:
     return AnomalyModelSettings.config_ids()
 
 
-def _translation_generators(ckpt: Path) -> dict[str, Any]:
-    """The generators of a CycleGAN ``model.pt``: ``{"to_normal": net, "to_abnormal": net or None}`` (eval mode).
-
-    Raises:
-        UsageError: the model is not a CycleGAN (other methods have no generator to translate with).
-    """
-    from monai_anomaly.networks.factory import build_model
-    from monai_anomaly.utils.checkpoints import load_checkpoint
-    from monai_anomaly.utils.cli_errors import UsageError
-
-    settings = _checkpoint_settings(ckpt)
-    if settings.get("model_type") != "cyclegan":
-        raise UsageError(
-            f"{ckpt}: --translate needs a CycleGAN model (bundle cyclegan_anomaly); this one is "
-            f"{settings.get('model_type', 'unknown')!r}, which has no generator to translate with"
-        )
-    state = load_checkpoint(ckpt)
-    nets: dict[str, Any] = {}
-    for name, key in (("to_normal", "model"), ("to_abnormal", "to_abnormal")):
-        sd = state.get(key) if isinstance(state, dict) else None
-        if not sd:  # absent, or saved empty (an identity-mode model has no abnormal domain)
-            nets[name] = None
-            continue
-        if name == "to_normal":  # the anomaly model wraps the generator: its weights are under "model."
-            sd = {k[len("model.") :]: v for k, v in sd.items() if k.startswith("model.")}
-        net = build_model(settings)
-        net.load_state_dict(sd)
-        nets[name] = net.eval()
-    return nets
-
-
-def _write_translations(bundle: str, input_path: str, ckpt: Path, out: Path, skip_bad: bool) -> None:
-    """Write every scan of ``input_path`` translated by the CycleGAN's generators into ``out`` (see ``infer``)."""
-    import csv
-
-    import nibabel as nib
-    import numpy as np
-    from monai.bundle import ConfigParser
-    from monai.data import MetaTensor
-    from PIL import Image
-
-    from monai_anomaly.inferers.translate import SliceTranslator
-    from monai_anomaly.transforms.spatial import restore_geometry
-    from monai_anomaly.utils.text import safe_file_stem
-
-    nets = _translation_generators(ckpt)
-    parser = ConfigParser()
-    parser.read_config(str(find_bundle(bundle) / "configs" / "inference.json"))
-    parser.update({"input_path": input_path, "ckpt_path": str(ckpt), "skip_bad": skip_bad})
-    lo, hi = (float(v) for v in parser.get_parsed_content("intensity_range"))
-    translator = SliceTranslator(
-        int(parser.get_parsed_content("image_size")), spatial_dim=int(parser.get_parsed_content("slice_axis"))
-    )
-    dataset = parser.get_parsed_content("dataset")
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for d in dataset:
-        image = d["image"]
-        vid = str(d.get("volume_id") or Path(str(image.meta.get("filename_or_obj", "scan"))).name)
-        for name, net in nets.items():
-            if net is None:
-                continue
-            y = translator(image, net)
-            if y.ndim == 3:  # a 2D image: a PNG in the 8-bit range the input's intensities were scaled from
-                y = restore_geometry(y, image)
-                grey = ((y[0].numpy() - lo) / (hi - lo)).clip(0, 1)
-                path = out / f"{safe_file_stem(vid)}_{name}.png"
-                Image.fromarray((grey.T * 255).round().astype(np.uint8)).save(path)
-            else:  # a volume: NIfTI on the scan's own grid, intensities in the model's range
-                y = restore_geometry(MetaTensor(y, affine=image.affine, meta=dict(image.meta)), image)
-                path = out / f"{safe_file_stem(vid)}_{name}.nii.gz"
-                nib.save(nib.Nifti1Image(y[0].numpy().astype(np.float32), np.asarray(y.affine)), str(path))
-            rows.append(
-                {
-                    "volume_id": vid,
-                    "source": str(image.meta.get("filename_or_obj", "")),
-                    "direction": name,
-                    "file": path.name,
-                }
-            )
-    with open(out / "translations.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["volume_id", "source", "direction", "file"])
-        w.writeheader()
-        w.writerows(rows)
-    missing = "" if nets["to_abnormal"] is not None else " (this model has no to_abnormal generator: to_normal only)"
-    print(f"translations of {len({r['volume_id'] for r in rows})} scan(s) written to {out}{missing}")
-
-
 def _refuse_inside_input(out: Path, inputs: str | os.PathLike, what: str = "output") -> None:
     """An output folder inside the input folder would be read back as input by the next run (and would write into
     the user's data set)."""
@@ -643,7 +555,9 @@ class AnomalyCLI:
             raise FileNotFoundError(f"{model}: no trained model; pass --ckpt <train output_dir>/models/model.pt.")
         _check_overrides(_checkpoint_settings(model), override, model)  # also fails on an unreadable checkpoint
         if translate:
-            _translation_generators(model)  # refuse a model without generators before scoring anything
+            from monai_anomaly.inferers.translate import load_generators
+
+            load_generators(model)  # refuse a model without generators before scoring anything
         _refuse_inside_input(out, input)
         with claim_output(out, INFER, overwrite=overwrite):
             run_bundle(
@@ -657,7 +571,15 @@ class AnomalyCLI:
                 **override,
             )
             if translate:
-                _write_translations(bundle, str(input), model, out / "translations", skip_bad)
+                run_bundle(
+                    bundle,
+                    ["inference.json", "translate.json"],
+                    input_path=str(input),
+                    output_dir=str(out),
+                    ckpt_path=str(model),
+                    skip_bad=skip_bad,
+                    **{k: v for k, v in override.items() if k not in ("threshold", "volume_threshold")},
+                )
         return str(out)
 
     def demo(
