@@ -162,25 +162,6 @@ def _check_options(defaults: dict[str, Any], override: dict[str, Any], command: 
     return out
 
 
-def _report_handler_ids(defaults: dict[str, Any]) -> list[str]:
-    """Config ids of the evaluate handlers that write the report (``AnomalyReportHandler``), e.g.
-    ``["evaluate#handlers#3"]``, found by target so that a bundle may order its handlers as it likes.
-
-    Example:
-        >>> h = [{"_target_": "StatsHandler"}, {"_target_": "monai_anomaly.handlers.report.AnomalyReportHandler"}]
-        >>> _report_handler_ids({"evaluate": {"handlers": h}})
-        ['evaluate#handlers#1']
-    """
-    handlers = (defaults.get("evaluate") or {}).get("handlers") if isinstance(defaults.get("evaluate"), dict) else None
-    if not isinstance(handlers, list):
-        return []
-    return [
-        f"evaluate#handlers#{i}"
-        for i, h in enumerate(handlers)
-        if isinstance(h, dict) and str(h.get("_target_", "")).endswith("AnomalyReportHandler")
-    ]
-
-
 def _run_dir(output_dir: str | None, bundle: str | os.PathLike) -> Path:
     """The training run's folder: ``output_dir``, or ``runs/<bundle name>`` by default."""
     if output_dir is None:
@@ -358,8 +339,8 @@ def _demo_summary(report: Path, infer_dir: Path, total: float) -> str:
         f"Slice AUROC {sl.get('auroc', float('nan')):.3f}, AUPRC {sl.get('auprc', float('nan')):.3f}: AUROC is the "
         "chance that a slice through a lesion scores above a lesion-free slice (0.5 is chance, 1 perfect).",
         f"  report:   {report / 'anomaly_report.txt'}",
-        f"  pictures: {report}/roc_curve.png, score_distribution.png, top_anomaly_*.png (image | reconstruction | "
-        "difference | map)",
+        f"  pictures: {report}/roc_curve.png, score_distribution.png, confusion_matrix.png, training_curves.png, "
+        "top_anomaly_*.png (image | reconstruction | difference | map)",
         "Whole scans scored end to end (volume score = mean of the top 5 % slice scores):",
     ]
     scans = json.loads((infer_dir / "scores.json").read_text())["scans"]
@@ -494,11 +475,6 @@ class AnomalyCLI:
         eval_dir = Path(str(override["eval_dir"])).expanduser().resolve() if "eval_dir" in override else out / "eval"
         _refuse_inside_input(eval_dir, dataset_dir, "report")
         override["eval_dir"] = str(eval_dir)
-        log_dir = override.get("log_dir")
-        if not isinstance(log_dir, str) or log_dir.startswith("$"):
-            log_dir = str(out / "logs")  # where train.json's TensorBoard handlers wrote this run's scalars
-        for handler in _report_handler_ids(defaults):  # training_curves.png: from this run's own training logs
-            override.setdefault(f"{handler}#training_log_dir", log_dir)
         with claim_output(eval_dir, EVALUATE, overwrite=overwrite):
             run_bundle(
                 bundle,

@@ -161,3 +161,39 @@ def test_boolean_words_reach_the_bundle_as_booleans(monkeypatch):
     run_bundle("autoencoder_anomaly", ["train.json"], quality="false", overwrite="True", layout="auto", max_epochs=3)
     assert seen["quality"] is False and seen["overwrite"] is True
     assert seen["layout"] == "auto" and seen["max_epochs"] == 3
+
+
+def test_evaluate_draws_the_confusion_matrix_and_the_runs_own_training_curves(tiny_trained_bundle, tmp_path):
+    """`evaluate` reads the training run's logs (``<output_dir>/logs``), never its own (``<eval_dir>/logs``); a
+    checkpoint without its training logs gets a report without training_curves.png."""
+    import json
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    bundle, data = tiny_trained_bundle, tiny_trained_bundle.parent / "data"
+    ev = tmp_path / "eval"
+    AnomalyCLI().evaluate(str(data), output_dir=str(bundle), bundle=str(bundle), eval_dir=str(ev))
+    for name in ("confusion_matrix.png", "training_curves.png"):
+        with Image.open(ev / name) as im:
+            assert im.format == "PNG" and im.size == (1000, 400), name  # two panels each
+            assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 10, name
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert {"confusion_matrix.png", "training_curves.png"} <= set(metrics["files"])
+    assert metrics["training_logs"]["log_dir"] == str(bundle / "logs")
+    assert metrics["training_logs"]["tags"]["train_loss"] == ["train_loss"]
+    assert "val_normal_loss" in metrics["training_logs"]["tags"]["val_loss"]
+    assert list((ev / "logs").glob("events.out.tfevents*"))  # the evaluation's own scalars, left out above
+    # --overwrite replaces the new figures too (they are report files of ours)
+    AnomalyCLI().evaluate(str(data), output_dir=str(bundle), bundle=str(bundle), eval_dir=str(ev), overwrite=True)
+    assert (ev / "training_curves.png").is_file()
+
+    elsewhere = tmp_path / "elsewhere"  # a checkpoint copied without its training run's logs
+    (elsewhere / "models").mkdir(parents=True)
+    shutil.copy(bundle / "models" / "model.pt", elsewhere / "models" / "model.pt")
+    AnomalyCLI().evaluate(str(data), output_dir=str(elsewhere), bundle=str(bundle))
+    assert (elsewhere / "eval" / "confusion_matrix.png").is_file()
+    assert not (elsewhere / "eval" / "training_curves.png").exists()
+    metrics = json.loads((elsewhere / "eval" / "metrics.json").read_text())
+    assert "training_curves.png" not in metrics["files"] and metrics["training_logs"]["not_drawn"]

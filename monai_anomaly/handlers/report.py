@@ -61,6 +61,9 @@ class AnomalyReportHandler:
         skipped_slices: slices of the volumes the slice selection left out, with their reasons (a list, or a callable
             ``engine -> list``, e.g. :attr:`~monai_anomaly.data.datasets.SliceDataset.skipped_slices`); written to
             ``detailed_results.csv`` without a score.
+        training_log_dir: the training run's TensorBoard log folder (``<train output_dir>/logs``): its training loss
+            and validation curves are drawn in ``training_curves.png`` (``None``: not drawn; the ``evaluate`` command
+            passes it). The event files of ``output_dir`` itself (the evaluation's own logs) are never read.
 
     Example:
         >>> from monai.engines import SupervisedEvaluator  # doctest: +SKIP
@@ -84,8 +87,10 @@ class AnomalyReportHandler:
         volume_threshold: float | Callable[[Engine], Any] | None = None,
         thresholds: DecisionThresholds | Callable[[Engine], Any] | None = None,
         skipped_slices: Any = None,
+        training_log_dir: str | os.PathLike | None = None,
     ) -> None:
         self.skipped_slices = skipped_slices
+        self.training_log_dir = None if training_log_dir is None else os.fspath(training_log_dir)
         self.volume_threshold = volume_threshold
         self.thresholds = thresholds
         self.output_dir = os.fspath(output_dir)
@@ -136,6 +141,7 @@ class AnomalyReportHandler:
             thresholds=self._resolve(self.thresholds, engine),
             volume_rows=None if self.collector.aggregation == "fraction_above" else self.collector.volume_rows(),
             skipped_slices=list(self._resolve(self.skipped_slices, engine) or []),
+            training_log_dir=self.training_log_dir,
         )
         if self.tensorboard_writer is not None:
             self._log_tensorboard(self.global_step_transform(engine))

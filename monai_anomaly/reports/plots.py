@@ -1,4 +1,4 @@
-"""Report figures: ROC and PR curves, score histograms and per-case panels.
+"""Report figures: ROC and PR curves, score histograms, confusion matrices, training curves and per-case panels.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas, never through ``pyplot``, so they
 work headless, in threads and inside a running Ignite engine without touching global matplotlib state.
@@ -7,17 +7,29 @@ work headless, in threads and inside a running Ignite engine without touching gl
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from monai_anomaly.metrics.classification import binary_metrics, pr_curve_points, roc_curve_points
 
-__all__ = ["DPI", "FIGSIZE", "plot_panel", "plot_pr", "plot_roc", "plot_score_distribution", "to_2d"]
+__all__ = [
+    "DPI",
+    "FIGSIZE",
+    "plot_confusion_matrix",
+    "plot_panel",
+    "plot_pr",
+    "plot_roc",
+    "plot_score_distribution",
+    "plot_training_curves",
+    "to_2d",
+    "training_curve_tags",
+]
 
 DPI = 100
 FIGSIZE = (5.0, 4.0)
@@ -161,6 +173,188 @@ def plot_score_distribution(
     ax.set(xlabel="Anomaly score", ylabel="Count")
     ax.set_title(title)
     ax.legend(loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _as_confusion(matrix: Any, name: str) -> np.ndarray:
+    """A 2x2 array of non-negative counts ``[[tn, fp], [fn, tp]]``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (2, 2) or not np.all(np.isfinite(m)) or (m < 0).any() or np.any(m != np.round(m)):
+        raise ValueError(f"{name} must be 2x2 non-negative counts [[tn, fp], [fn, tp]], got {np.asarray(matrix)!r}")
+    return m.astype(np.int64)
+
+
+def _draw_confusion(fig: Figure, ax: Any, m: np.ndarray, title: str) -> None:
+    rows = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
+    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(2):
+        for j in range(2):
+            pct = f"{100.0 * frac[i, j]:.1f} %" if rows[i, 0] > 0 else "n/a"
+            ax.text(
+                j,
+                i,
+                f"{m[i, j]}\n({pct})",
+                ha="center",
+                va="center",
+                fontsize=11,
+                color="white" if frac[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks([0, 1], labels=["normal", "anomalous"])
+    ax.set_yticks([0, 1], labels=[f"normal\n(n={rows[0, 0]})", f"anomalous\n(n={rows[1, 0]})"])
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class (row)")
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]] | np.ndarray | None,
+    path: str,
+    title: str = "Slice level",
+    volume_matrix: Sequence[Sequence[int]] | np.ndarray | None = None,
+    volume_title: str = "Volume level",
+    suptitle: str = "Confusion matrix",
+) -> str | None:
+    """Save the 2x2 confusion matrix (counts and row percentages) of the slice level and, if given, the volume level.
+
+    Rows are the true class, columns the predicted one (normal / anomalous); each cell shows its count and its share
+    of the true class (the row): the lower right cell's share is the sensitivity, the upper left one's the
+    specificity. Nothing is written when neither matrix is given (no threshold, unlabelled data or one class only).
+
+    Args:
+        matrix: slice-level ``[[tn, fp], [fn, tp]]``, as :func:`~monai_anomaly.metrics.classification.binary_metrics`
+            gives in ``confusion_matrix``; ``None`` when that level has none.
+        path: output PNG file.
+        title: title of the slice panel (e.g. the threshold and its rule).
+        volume_matrix: volume-level ``[[tn, fp], [fn, tp]]`` drawn in a second panel, or ``None``.
+        volume_title: title of the volume panel.
+        suptitle: title of the figure.
+
+    Returns:
+        ``path``, or ``None`` when no matrix was given (no file written).
+
+    Raises:
+        ValueError: a matrix that is not 2x2 non-negative counts.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = plot_confusion_matrix([[8, 2], [1, 9]], os.path.join(tempfile.mkdtemp(), "cm.png"))
+        >>> os.path.basename(p)
+        'cm.png'
+        >>> plot_confusion_matrix(None, os.path.join(tempfile.mkdtemp(), "cm.png")) is None
+        True
+    """
+    given = ((matrix, title, "matrix"), (volume_matrix, volume_title, "volume_matrix"))
+    panels = [(_as_confusion(m, name), t) for m, t, name in given if m is not None]
+    if not panels:
+        return None
+    fig = _new_figure((FIGSIZE[0] * len(panels), FIGSIZE[1]))
+    for k, (m, t) in enumerate(panels):
+        _draw_confusion(fig, fig.add_subplot(1, len(panels), k + 1), m, t)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def training_curve_tags(tags: Sequence[str]) -> dict[str, list[str]]:
+    """Sort logged scalar tags into the groups :func:`plot_training_curves` draws.
+
+    - ``"train_loss"``: losses of the training iterations (``train_loss``, a GAN's ``loss`` / ``critic_loss`` ...):
+      a tag with ``loss`` in its name that does not start with ``val``;
+    - ``"val_loss"``: validation losses (``val_normal_loss``): ``val...`` tags with ``loss`` in the name;
+    - ``"val_auroc"``: validation AUROCs (``slice_auroc``, ``volume_auroc``, ``val_mixed_auroc``, ``val_aucp``).
+
+    Tags of a report (``report/...``) and other scalars (thresholds, score means) are left out.
+
+    Example:
+        >>> training_curve_tags(["train_loss", "val_normal_loss", "slice_auroc", "val_threshold", "report/slice_auroc"])
+        {'train_loss': ['train_loss'], 'val_loss': ['val_normal_loss'], 'val_auroc': ['slice_auroc']}
+    """
+    out: dict[str, list[str]] = {"train_loss": [], "val_loss": [], "val_auroc": []}
+    for tag in tags:
+        low = tag.lower()
+        if "/" in low and low.split("/", 1)[0] == "report":
+            continue
+        if "loss" in low:
+            out["val_loss" if low.startswith("val") else "train_loss"].append(tag)
+        elif low.endswith(("auroc", "aucp")):
+            out["val_auroc"].append(tag)
+    return out
+
+
+def _finite_xy(points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    a = a[np.isfinite(a).all(axis=1)]
+    return a[:, 0], a[:, 1]
+
+
+def plot_training_curves(
+    scalars: Mapping[str, Sequence[tuple[float, float]]], path: str, title: str = "Training curves"
+) -> str | None:
+    """Save the training loss per iteration and the validation curves per epoch, from a run's logged scalars.
+
+    The left panel has the training losses (x: iteration, as the trainer logs them), the right one the validation
+    losses (left axis) and AUROCs (right axis, 0-1) per epoch; a panel without data is left out, and nothing is
+    written when neither has any (:func:`training_curve_tags` says which tags are drawn).
+
+    Args:
+        scalars: ``{tag: [(step, value), ...]}``, e.g. from
+            :func:`~monai_anomaly.reports.training_logs.read_training_scalars`.
+        path: output PNG file.
+        title: figure title.
+
+    Returns:
+        ``path``, or ``None`` when no training or validation curve was found (no file written).
+
+    Example:
+        >>> import tempfile, os
+        >>> curves = {"train_loss": [(1, 0.3), (2, 0.2), (3, 0.15)], "val_normal_loss": [(1, 0.25), (2, 0.2)]}
+        >>> os.path.basename(plot_training_curves(curves, os.path.join(tempfile.mkdtemp(), "tc.png")))
+        'tc.png'
+    """
+    groups = training_curve_tags(sorted(scalars))
+    series = {tag: _finite_xy(scalars[tag]) for tags in groups.values() for tag in tags}
+    series = {tag: xy for tag, xy in series.items() if xy[0].size}
+    train = [t for t in groups["train_loss"] if t in series]
+    val = [t for t in groups["val_loss"] + groups["val_auroc"] if t in series]
+    n = int(bool(train)) + int(bool(val))
+    if n == 0:
+        return None
+    fig = _new_figure((FIGSIZE[0] * n, FIGSIZE[1]))
+    k = 1
+    if train:
+        ax = fig.add_subplot(1, n, k)
+        k += 1
+        for i, tag in enumerate(train):
+            x, y = series[tag]
+            ax.plot(x, y, color=f"C{i}", lw=1.2, marker="o" if x.size <= 30 else None, ms=3, label=tag)
+        ax.set(xlabel="Iteration", ylabel="Loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title("Training loss", fontsize=9)
+        ax.legend(loc="upper right", fontsize=8)
+    if val:
+        ax = fig.add_subplot(1, n, k)
+        handles = []
+        losses = [t for t in groups["val_loss"] if t in series]
+        aurocs = [t for t in groups["val_auroc"] if t in series]
+        for i, tag in enumerate(losses):
+            x, y = series[tag]
+            handles += ax.plot(x, y, color=f"C{i + 1}", lw=1.5, marker="o", ms=4, label=tag)
+        ax.set(xlabel="Epoch", ylabel="Validation loss" if losses else "")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if aurocs:
+            ax2 = ax.twinx() if losses else ax
+            for i, tag in enumerate(aurocs):
+                x, y = series[tag]
+                handles += ax2.plot(x, y, color=f"C{i + 4}", lw=1.5, ls="--", marker="s", ms=4, label=tag)
+            ax2.set_ylim(0.0, 1.02)
+            ax2.set_ylabel("AUROC")
+        ax.set_title("Validation", fontsize=9)
+        ax.legend(handles=handles, loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

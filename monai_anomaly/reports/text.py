@@ -117,6 +117,15 @@ def report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: f
         lines += [f"  {reason}: {n}" for reason, n in sk.get("by_reason", {}).items()]
     else:
         lines.append("none: every slice with anatomy was scored")
+    logs = results.get("training_logs")
+    if logs:
+        lines += ["", "Training curves", "---------------"]
+        if "training_curves.png" in results["files"]:
+            lines.append(
+                f"training_curves.png: the loss and validation curves the training run logged in {logs['log_dir']}"
+            )
+        else:
+            lines.append(f"not drawn: {logs.get('not_drawn')} ({logs['log_dir']})")
     lines += ["", "Files skipped as bad input", "--------------------------"]
     if results["skipped_files"]:
         lines += [f"{s['path']}: {s['problem']}" for s in results["skipped_files"]]

@@ -23,7 +23,15 @@ import torch
 from monai_anomaly.metrics.separation import level_metrics, score_separation
 from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold, as_threshold
 from monai_anomaly.reports.nifti import save_map_nifti
-from monai_anomaly.reports.plots import plot_panel, plot_pr, plot_roc, plot_score_distribution
+from monai_anomaly.reports.plots import (
+    plot_confusion_matrix,
+    plot_panel,
+    plot_pr,
+    plot_roc,
+    plot_score_distribution,
+    plot_training_curves,
+    training_curve_tags,
+)
 from monai_anomaly.reports.tables import (
     DETAILED_COLUMNS,
     VOLUME_COLUMNS,
@@ -33,6 +41,7 @@ from monai_anomaly.reports.tables import (
     write_csv,
 )
 from monai_anomaly.reports.text import report_text
+from monai_anomaly.reports.training_logs import read_training_scalars
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
 from monai_anomaly.utils.outputs import EVALUATE, INFER, REPORT_FILES, REPORT_PATTERNS, OutputNotOursError, owned_files
 from monai_anomaly.utils.text import safe_file_stem, safe_text
@@ -128,6 +137,7 @@ def write_report(
     thresholds: DecisionThresholds | None = None,
     volume_rows: Sequence[Mapping[str, Any]] | None = None,
     skipped_slices: Sequence[Mapping[str, Any]] | None = None,
+    training_log_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write the full report of a run into one folder.
 
@@ -144,6 +154,11 @@ def write_report(
     - ``anomaly_report.txt``: the same in words;
     - ``roc_curve.png``, ``pr_curve.png`` (slice level, only when both classes are labelled) and
       ``score_distribution.png``;
+    - ``confusion_matrix.png``: the slice-level confusion matrix (counts and row percentages) at the threshold, with
+      the volume-level one in a second panel when that level has one (only where a level has a threshold and both
+      classes labelled);
+    - ``training_curves.png``: the training loss and the validation curves the training run logged in
+      ``training_log_dir`` (only when given and it holds such logs);
     - ``top_anomaly_<k>.png`` panels of the ``top_k`` highest-scoring slices that ``panels`` provides;
     - ``anomaly_map_<volume_id>.nii.gz`` for each entry of ``volume_maps``.
 
@@ -178,6 +193,9 @@ def write_report(
         skipped_slices: slices not scored (``path``, ``volume_id``, ``slice_index``, ``label``,
             ``foreground_fraction``, ``skip_reason``): written to ``detailed_results.csv`` without a score and counted
             in ``metrics.json`` (``skipped_slices``) and the text report; never in the metrics.
+        training_log_dir: the training run's TensorBoard log folder (``<train output_dir>/logs``), for
+            ``training_curves.png``; its event files under ``output_dir`` (the evaluation's own logs) are ignored.
+            ``None``: no training curves. What was found is recorded in ``metrics.json`` (``training_logs``).
 
     Returns:
         the content of ``metrics.json`` plus ``"files"`` (name -> path of every file written).
@@ -283,6 +301,22 @@ def write_report(
             _p("score_distribution.png"),
             threshold=None if thr is None else thr.value,
         )
+    cm_path = os.path.join(output_dir, "confusion_matrix.png")
+    if _figure(
+        figures_failed,
+        plot_confusion_matrix,
+        (slice_level["metrics"] or {}).get("confusion_matrix"),
+        cm_path,
+        title=_threshold_title("Slice level", thr, None),
+        volume_matrix=(volume_level["metrics"] or {}).get("confusion_matrix"),
+        volume_title=_threshold_title("Volume level", volume_threshold, thresholds),
+        suptitle="Confusion matrix (prediction: score >= threshold -> anomalous)",
+    ):
+        files["confusion_matrix.png"] = cm_path
+    if training_log_dir is not None:
+        results["training_logs"] = _training_curves(
+            figures_failed, files, os.fspath(training_log_dir), output_dir, run_info
+        )
     if figures_failed:
         results["figures_not_written"] = figures_failed
     for rank, (i, item) in enumerate(_panel_items(panels, rows, top_k), start=1):
@@ -309,14 +343,73 @@ def write_report(
     return {**results, "output_dir": output_dir, "files": dict(files)}
 
 
-def _figure(failed: list[str], plot: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    """Draw one figure; a plotting error is a warning (the tables and scores are already written), never a lost run."""
-    path = args[2] if len(args) > 2 else kwargs.get("path", "?")
+def _figure(failed: list[str], plot: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Draw one figure; a plotting error is a warning (the tables and scores are already written), never a lost run.
+
+    Returns what ``plot`` returns (the path written, or ``None`` when it had nothing to draw), ``None`` on an error.
+    """
+    path = args[2] if len(args) > 2 else kwargs.get("path", args[1] if len(args) > 1 else "?")
     try:
-        plot(*args, **kwargs)
+        return plot(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - a figure is never worth the run's results
         logger.warning("figure %s not written: %s: %s", os.path.basename(str(path)), type(e).__name__, e)
         failed.append(f"{os.path.basename(str(path))}: {type(e).__name__}: {e}")
+        return None
+
+
+def _threshold_title(level: str, threshold: Threshold | float | None, thresholds: DecisionThresholds | None) -> str:
+    """A confusion-matrix panel title: the level, the threshold value and how it was made.
+
+    Example:
+        >>> _threshold_title("Slice level", Threshold(0.25, "mean_std", "val", {"k": 3.0, "n": 40}), None)
+        'Slice level\\nthreshold 0.25 (mean_std, k=3, fitted on val)'
+    """
+    if threshold is None:
+        return level
+    if isinstance(threshold, Threshold):
+        params = ", ".join(f"{k}={v:g}" for k, v in threshold.params.items() if k in ("k", "q") and _is_number(v))
+        how = threshold.method + (f", {params}" if params else "")
+        if threshold.method != "manual" and threshold.split not in ("", "given"):
+            how += f", fitted on {threshold.split}"
+        return f"{level}\nthreshold {threshold.value:.4g} ({how})"
+    how = ""
+    if thresholds is not None:
+        if thresholds.volume_source != "fitted":
+            how = thresholds.volume_source.split(" ")[0]
+        elif thresholds.volume_rule:
+            how = thresholds.volume_rule.split(":")[0].split(" on ")[0].replace(" (", ", ").replace(")", "").strip()
+    return f"{level}\nthreshold {float(threshold):.4g}" + (f" ({how})" if how else "")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _training_curves(
+    failed: list[str],
+    files: dict[str, str],
+    log_dir: str,
+    output_dir: str,
+    run_info: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Draw ``training_curves.png`` from the training run's own logs; what was found, for ``metrics.json``."""
+    scalars = read_training_scalars(log_dir, exclude=[output_dir])
+    groups = training_curve_tags(sorted(scalars))
+    info: dict[str, Any] = {"log_dir": log_dir, "tags": {k: v for k, v in groups.items() if v}}
+    if not any(groups.values()):
+        info["not_drawn"] = "no training loss or validation curve logged there"
+        logger.info("no training logs in %s: training_curves.png not written", log_dir)
+        return info
+    name = "training_curves.png"
+    path = os.path.join(output_dir, name)
+    run = os.path.basename(os.path.dirname(os.path.abspath(log_dir)))
+    epoch = (run_info or {}).get("model_epoch")
+    title = f"Training curves of {run}" + (f" (evaluated model: epoch {epoch})" if _is_number(epoch) else "")
+    if _figure(failed, plot_training_curves, scalars, path, title=title):
+        files[name] = path
+    else:
+        info["not_drawn"] = "no plottable points"
+    return info
 
 
 def _skipped_slice_rows(skipped_slices: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:

@@ -87,6 +87,8 @@ REPORT_FILES = (
     "roc_curve.png",
     "pr_curve.png",
     "score_distribution.png",
+    "confusion_matrix.png",
+    "training_curves.png",
 )
 REPORT_PATTERNS = ("top_anomaly_*.png", "anomaly_map_*.nii.gz")
 _REPORT = (*REPORT_FILES, *REPORT_PATTERNS, "quality.json")

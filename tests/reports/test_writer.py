@@ -71,6 +71,7 @@ def test_full_report(tmp_path):
         "roc_curve.png",
         "pr_curve.png",
         "score_distribution.png",
+        "confusion_matrix.png",
         "top_anomaly_1.png",
         "top_anomaly_2.png",
         "top_anomaly_3.png",
@@ -117,6 +118,10 @@ def test_full_report(tmp_path):
     for name in ("roc_curve.png", "pr_curve.png", "score_distribution.png"):
         with Image.open(out_dir / name) as im:
             assert im.size == (500, 400)
+    with Image.open(out_dir / "confusion_matrix.png") as im:
+        assert im.size == (1000, 400)  # slice and volume level side by side
+    assert "confusion_matrix.png" in text and "training_curves.png" not in text  # no training logs given
+    assert "training_logs" not in m
     with Image.open(out_dir / "top_anomaly_1.png") as im:
         assert im.size == (1200, 340)
 
@@ -155,6 +160,7 @@ def test_label_free_run_has_report_without_metrics(tmp_path):
     res = write_report(tmp_path / "r", rows, threshold=0.4)
     out = tmp_path / "r"
     assert not (out / "roc_curve.png").exists() and not (out / "pr_curve.png").exists()
+    assert not (out / "confusion_matrix.png").exists()  # a threshold but no labels: no confusion matrix
     assert (out / "score_distribution.png").exists()
     m = json.loads((out / "metrics.json").read_text())
     assert m["slice"]["metrics"] is None and "no labelled slices" in m["slice"]["skipped_reason"]
@@ -171,6 +177,8 @@ def test_one_class_skips_metrics_with_reason(tmp_path):
     assert res["slice"]["metrics"] is None
     assert "all 2 labelled slices are normal (0)" in res["slice"]["skipped_reason"]
     assert "need both classes" in (tmp_path / "r" / "anomaly_report.txt").read_text()
+    res = write_report(tmp_path / "t", [{"score": s, "label": 0} for s in (0.1, 0.2)], threshold=0.15)
+    assert not (tmp_path / "t" / "confusion_matrix.png").exists() and "confusion_matrix.png" not in res["files"]
 
 
 def test_calibrated_and_nonfinite_scores(tmp_path):
@@ -237,3 +245,81 @@ def test_slices_not_scored_are_listed_with_their_reason_and_left_out_of_the_metr
     text = (tmp_path / "r" / "anomaly_report.txt").read_text()
     assert "2 slice(s) not scored" in text and "1 of them labelled anomalous" in text
     assert len(read_scores_csv(tmp_path / "r" / "detailed_results.csv")) == 3  # read back: the scored rows
+
+
+def _tensorboard_logs(folder) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(log_dir=str(folder))
+    for it in range(1, 41):
+        w.add_scalar("train_loss", 1.0 / it, it)
+    w.close()
+    w = SummaryWriter(log_dir=str(folder))
+    for epoch in range(1, 5):
+        w.add_scalar("val_normal_loss", 0.5 / epoch, epoch)
+        w.add_scalar("slice_auroc", 0.6 + 0.05 * epoch, epoch)
+    w.close()
+
+
+def test_confusion_matrix_is_drawn_at_the_threshold(tmp_path):
+    rows = _run()
+    thr = Threshold(1.0, "mean_std", "val", {"k": 3.0, "n": 40})
+    res = write_report(tmp_path / "r", rows, threshold=thr, aggregation="max", volume_threshold=None)
+    assert "confusion_matrix.png" in res["files"]
+    with Image.open(tmp_path / "r" / "confusion_matrix.png") as im:
+        assert im.format == "PNG" and im.size == (1000, 400)
+        assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 10
+    # no threshold: no predictions, no confusion matrix (ROC / PR are still drawn)
+    res = write_report(tmp_path / "n", rows)
+    assert (tmp_path / "n" / "roc_curve.png").exists() and not (tmp_path / "n" / "confusion_matrix.png").exists()
+    # volumes of one class only (all anomalous): the slice level alone
+    one = [r for r in rows if r["volume_id"] in ("vol2", "vol3", "vol4")]
+    for r in one:
+        r["label"] = 1 if r["volume_id"] != "vol2" or r["slice_index"] else 0
+    for r in one:
+        r["volume_id"] = "vol3" if r["volume_id"] == "vol2" else r["volume_id"]
+    res = write_report(tmp_path / "s", one, threshold=thr)
+    assert res["volume"]["metrics"] is None and res["slice"]["metrics"]["confusion_matrix"]
+    with Image.open(tmp_path / "s" / "confusion_matrix.png") as im:
+        assert im.size == (500, 400)
+
+
+def test_training_curves_from_the_training_logs_only(tmp_path):
+    run = tmp_path / "run"
+    _tensorboard_logs(run / "logs")
+    out = run / "eval"
+    eval_writer_dir = out / "logs"  # the report handler's own writer: never read as training
+    _tensorboard_logs(eval_writer_dir)
+    res = write_report(out, _run(), threshold=1.0, training_log_dir=run / "logs")
+    assert "training_curves.png" in res["files"]
+    with Image.open(out / "training_curves.png") as im:
+        assert im.format == "PNG" and im.size == (1000, 400)
+        assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 10
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["training_logs"]["log_dir"] == str(run / "logs")
+    assert m["training_logs"]["tags"] == {
+        "train_loss": ["train_loss"],
+        "val_loss": ["val_normal_loss"],
+        "val_auroc": ["slice_auroc"],
+    }
+    assert "training_curves.png" in m["files"]
+    assert "training_curves.png: the loss and validation curves" in (out / "anomaly_report.txt").read_text()
+    # a report's own logs are not a training run's, even when asked for
+    _tensorboard_logs(tmp_path / "e2" / "logs")
+    res = write_report(tmp_path / "e2", _run(), training_log_dir=tmp_path / "e2")
+    assert "training_curves.png" not in res["files"] and not (tmp_path / "e2" / "training_curves.png").exists()
+
+
+def test_no_training_logs_no_training_curves(tmp_path, caplog):
+    import logging
+
+    (tmp_path / "logs").mkdir()
+    with caplog.at_level(logging.INFO, logger="monai_anomaly"):
+        res = write_report(tmp_path / "r", _run(), training_log_dir=tmp_path / "logs")
+    assert not (tmp_path / "r" / "training_curves.png").exists() and "training_curves.png" not in res["files"]
+    assert "no training logs in" in caplog.text
+    assert res["training_logs"]["not_drawn"].startswith("no training loss")
+    assert "not drawn: no training loss" in (tmp_path / "r" / "anomaly_report.txt").read_text()
+    res = write_report(tmp_path / "m", _run(), training_log_dir=tmp_path / "missing")  # a checkpoint from elsewhere
+    assert not (tmp_path / "m" / "training_curves.png").exists()
+    assert "figures_not_written" not in res
