@@ -38,7 +38,8 @@ class TrainingHealthCheck:
     the report.
 
     Args:
-        loss_metric: the evaluator's metric of the validation loss.
+        loss_metric: the evaluator's metric of the validation loss (``val_normal_loss``, the key metric of
+            :class:`~monai_anomaly.engines.evaluator.AnomalyEvaluator`).
         auroc_metric: the evaluator's metric of the validation slice AUROC.
         window: how many validations the settle test looks back.
         settle_tol: relative drop over the window above which the loss has not settled.
@@ -53,7 +54,7 @@ class TrainingHealthCheck:
 
     def __init__(
         self,
-        loss_metric: str = "val_recon_loss",
+        loss_metric: str = "val_normal_loss",
         auroc_metric: str = "slice_auroc",
         window: int = 3,
         settle_tol: float = 0.05,

@@ -39,7 +39,17 @@ def test_health_check_on_a_real_evaluator_writes_its_warnings_in_the_checkpoint(
 
     ev.run([0, 1], max_epochs=2)
     assert h.warnings and h.warnings[0].startswith("inverted scores")
+    # the evaluator's validation loss was recorded (the default metric name is the evaluator's key metric): two
+    # equal losses have settled, so no "only 0 validation(s)" warning
+    assert h.losses == [0.05, 0.05] and len(h.warnings) == 1
     torch.save({"health": h.state_dict()}, tmp_path / "m.pt")
     loaded = TrainingHealthCheck()
     loaded.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True)["health"])
     assert loaded.warnings == h.warnings
+
+
+def test_the_default_loss_metric_is_the_evaluators_key_metric():
+    from monai_anomaly.engines.evaluator import VAL_NORMAL_LOSS
+    from monai_anomaly.handlers.health import TrainingHealthCheck
+
+    assert TrainingHealthCheck().loss_metric == VAL_NORMAL_LOSS
