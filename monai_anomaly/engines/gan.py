@@ -63,6 +63,10 @@ class HealthyGANTrainer(MultiNetworkTrainer):
         lambda_gp: gradient-penalty weight (10).
         lambda_id: weight of the identity L1 on known-healthy images (1).
         lambda_focus: weight of the focus loss on the blending mask (AnomalyPro variant; 1).
+        lambda_rec: weight of the reconstruction L1 ``|G(x) - x|_1`` on *every* image of the batch, mixed ones
+            included (MedAI AnomalyPro's fourth generator term: it keeps the output close to the input, so the
+            generator changes only what it must; 0, Brainomaly's objective, leaves it out). Logged as
+            ``reconstruction_loss``.
         seed: seed of the gradient-penalty interpolation (``None``: the global generator).
         kwargs: the rest of :class:`~monai_anomaly.engines.multi.MultiNetworkTrainer` (``schedulers``, ``amp``,
             ``train_handlers``, ``epoch_length``...).
@@ -81,6 +85,7 @@ class HealthyGANTrainer(MultiNetworkTrainer):
         lambda_gp: float = 10.0,
         lambda_id: float = 1.0,
         lambda_focus: float = 1.0,
+        lambda_rec: float = 0.0,
         seed: int | None = None,
         image_key: str = AnomalyKeys.IMAGE,
         train_handlers: Sequence | None = None,
@@ -99,6 +104,9 @@ class HealthyGANTrainer(MultiNetworkTrainer):
         )
         self.n_critic = int(n_critic)
         self.lambda_gp, self.lambda_id, self.lambda_focus = float(lambda_gp), float(lambda_id), float(lambda_focus)
+        if lambda_rec < 0:
+            raise ValueError(f"lambda_rec must be >= 0, got {lambda_rec}")
+        self.lambda_rec = float(lambda_rec)
         self.image_key = image_key
         self._gp_gen = None if seed is None else torch.Generator(device=torch.device(device)).manual_seed(seed)
         self._last_gen: dict[str, torch.Tensor] = {}
@@ -143,6 +151,13 @@ class HealthyGANTrainer(MultiNetworkTrainer):
                 adv = wgan_generator_loss(self.bare("critic")(gen_mixed["healthy"]).float())
             ident = F.l1_loss(gen_real["healthy"].float(), real)
             total = adv + self.lambda_id * ident
+            # reconstruction (AnomalyPro): every image, mixed and known-healthy alike, stays close to its input; a
+            # batch without a mixed image has mixed = real, so the real images are not counted twice
+            every_out = gen_real["healthy"] if mixed is real else torch.cat([gen_mixed["healthy"], gen_real["healthy"]])
+            every_in = real if mixed is real else torch.cat([mixed, real])
+            rec = F.l1_loss(every_out.float(), every_in)
+            if self.lambda_rec > 0:
+                total = total + self.lambda_rec * rec
             foc = torch.zeros((), device=x.device)
             if "mask" in gen_mixed:
                 foc = focus_loss(torch.cat([gen_mixed["mask"], gen_real["mask"]]).float())
@@ -154,7 +169,9 @@ class HealthyGANTrainer(MultiNetworkTrainer):
                 "gen_adv_loss": adv.detach(),
                 "identity_loss": ident.detach(),
                 "focus_loss": foc.detach(),
+                "reconstruction_loss": rec.detach(),
             }
         zero = torch.zeros((), device=x.device)
-        out.update(self._last_gen or {"loss": zero, "gen_adv_loss": zero, "identity_loss": zero, "focus_loss": zero})
+        names = ("loss", "gen_adv_loss", "identity_loss", "focus_loss", "reconstruction_loss")
+        out.update(self._last_gen or dict.fromkeys(names, zero))
         return out

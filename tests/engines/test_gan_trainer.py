@@ -38,13 +38,15 @@ def _batches(n_batches: int, seed: int = 0, size: int = 8) -> list[dict]:
     return out
 
 
-def _trainer(max_epochs: int, data, lr: float = 1e-3, n_critic: int = 2, mask: bool = False, seed: int = 0):
+def _trainer(
+    max_epochs: int, data, lr: float = 1e-3, n_critic: int = 2, mask: bool = False, seed: int = 0, lambda_rec: float = 0
+):
     torch.manual_seed(seed)
     g = HealthyTranslationGenerator(2, features=(8, 8, 16, 32, 64, 8), mask=mask)
     c = wgan_critic((1, S, S), channels=(8, 16, 32))
     og = torch.optim.Adam(g.parameters(), lr, betas=(0.5, 0.999))
     oc = torch.optim.Adam(c.parameters(), lr, betas=(0.5, 0.999))
-    return HealthyGANTrainer("cpu", max_epochs, data, g, c, og, oc, n_critic=n_critic, seed=seed)
+    return HealthyGANTrainer("cpu", max_epochs, data, g, c, og, oc, n_critic=n_critic, seed=seed, lambda_rec=lambda_rec)
 
 
 def _steps(opt: torch.optim.Optimizer) -> int:
@@ -67,6 +69,7 @@ def test_critic_steps_every_iteration_and_the_generator_every_n_critic():
     assert _steps(t.optimizers["critic"]) == 5 and _steps(t.optimizers["generator"]) == 3  # iterations 1, 3, 5
     out = t.state.output
     names = {"loss", "critic_loss", "gradient_penalty", "wasserstein", "gen_adv_loss", "identity_loss", "focus_loss"}
+    names |= {"reconstruction_loss"}
     assert set(out) == names and all(torch.isfinite(v) for v in out.values())
 
 
@@ -92,6 +95,24 @@ def test_mask_variant_reports_the_focus_loss():
     t = _trainer(1, _batches(2), mask=True, n_critic=1)
     t.run()
     assert 0 < float(t.state.output["focus_loss"]) <= 0.25
+
+
+def test_reconstruction_term_is_in_the_generator_loss_and_keeps_the_mixed_images_close_to_their_input():
+    """AnomalyPro's fourth term, lambda_rec |G(x) - x|_1 over every image (mixed ones included): it is added to the
+    generator's loss with its weight, and a generator trained with it changes the mixed images less."""
+    t = _trainer(1, _batches(1), n_critic=1, lambda_rec=2.0)
+    t.run()
+    out = t.state.output
+    expected = out["gen_adv_loss"] + 1.0 * out["identity_loss"] + 2.0 * out["reconstruction_loss"]
+    assert torch.allclose(out["loss"], expected, atol=1e-6) and float(out["reconstruction_loss"]) > 0
+    held_out = torch.cat([b["image"][4:] for b in _batches(3, seed=7)])
+    change = {}
+    for lam in (0.0, 10.0):
+        t = _trainer(4, _batches(6), lr=3e-3, n_critic=1, lambda_rec=lam)
+        t.run()
+        with torch.no_grad():
+            change[lam] = float((t.networks["generator"](held_out)["healthy"] - held_out).abs().mean())
+    assert change[10.0] < 0.7 * change[0.0]
 
 
 def test_checkpoint_restores_both_networks_both_optimizers_and_the_iteration(tmp_path):
