@@ -49,7 +49,16 @@ _DOMAINS = {0: "normal", 1: "abnormal"}
 _FID_SETS = (
     ("reconstructed_normal_vs_real_normal", ("normal", "generated"), ("normal", "real")),
     ("translated_abnormal_vs_real_normal", ("abnormal", "generated"), ("normal", "real")),
+    ("translated_normal_vs_real_abnormal", ("normal", "to_abnormal"), ("abnormal", "real")),
     ("real_abnormal_vs_real_normal", ("abnormal", "real"), ("normal", "real")),
+)
+# Inception Score sets: (name, (domain, kind))
+_IS_SETS = (
+    ("real_normal", ("normal", "real")),
+    ("generated_normal", ("normal", "generated")),
+    ("real_abnormal", ("abnormal", "real")),
+    ("generated_abnormal", ("abnormal", "generated")),
+    ("translated_normal_to_abnormal", ("normal", "to_abnormal")),
 )
 
 
@@ -78,6 +87,10 @@ class GenerativeQualityHandler:
     distance of reconstructed normals vs real normals, of abnormals translated to healthy vs real normals and, as a
     reference, of real abnormals vs real normals; the Inception Score of the real and generated images per domain;
     the feature network used and the size of every set (a set with fewer than 2 samples gets a reason, not a number).
+    With ``to_abnormal`` (the normal -> abnormal generator of a two-domain CycleGAN) the normals are also translated
+    the other way, and the Frechet distance of translated normals vs real abnormals is reported: FID per domain, in
+    both directions, as the brain-MRI CycleGAN work reports it. Each Inception Score is the mean +- std over
+    ``is_splits`` equal chunks of its set (10, the usual protocol; fewer when the set is smaller).
     At ``event`` (default ``Events.COMPLETED``) it writes ``quality.json`` to ``output_dir``, appends a
     "Generative and reconstruction quality" section to ``anomaly_report.txt`` (created if absent; an earlier section
     is replaced) and adds ``"quality"`` to ``metrics.json`` when that file exists.
@@ -104,6 +117,9 @@ class GenerativeQualityHandler:
         output_transform: applied to ``engine.state.output``.
         event: the Ignite event to write at (default ``Events.COMPLETED``).
         device: where to run the feature network (default: the engine's ``state.device``).
+        to_abnormal: a normal -> abnormal generator (e.g. ``to_abnormal`` of a two-domain CycleGAN's ``model.pt``:
+            :func:`~monai_anomaly.inferers.translate.load_generators`), or ``None``.
+        is_splits: chunks the Inception Score is averaged over.
 
     Raises:
         BadInputError: ``feature_network`` is a path that does not hold a usable classifier.
@@ -126,9 +142,15 @@ class GenerativeQualityHandler:
         output_transform: Callable[[Any], Any] = _identity,
         event: Any = None,
         device: str | torch.device | None = None,
+        to_abnormal: nn.Module | None = None,
+        is_splits: int = 10,
     ) -> None:
         if int(max_samples) < 1:
             raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+        if int(is_splits) < 1:
+            raise ValueError(f"is_splits must be >= 1, got {is_splits}")
+        self.to_abnormal = None if to_abnormal is None else to_abnormal.eval()
+        self.is_splits = int(is_splits)
         self.output_dir = os.fspath(output_dir)
         self.max_samples = int(max_samples)
         self.intensity_range = None if intensity_range is None else [float(v) for v in intensity_range]
@@ -185,6 +207,8 @@ class GenerativeQualityHandler:
             device = self.device if self.device is not None else getattr(engine.state, "device", None)
             if device is not None:
                 self.features.model.to(device)
+                if self.to_abnormal is not None:
+                    self.to_abnormal.to(device)
             self._moved = True
         self.update(self.output_transform(engine.state.output))
 
@@ -252,6 +276,12 @@ class GenerativeQualityHandler:
         f, p = self.features(self._to_feature_range(torch.cat([images, recons]).float()))
         self._sets.setdefault((domain, "real"), []).append((f[:n], p[:n]))
         self._sets.setdefault((domain, "generated"), []).append((f[n:], p[n:]))
+        if domain == "normal" and self.to_abnormal is not None:
+            with torch.no_grad():
+                dev = next(self.to_abnormal.parameters(), torch.zeros(())).device
+                moved = self.to_abnormal(images.float().to(dev)).float().to(images.device)
+            ft, pt = self.features(self._to_feature_range(moved))
+            self._sets.setdefault((domain, "to_abnormal"), []).append((ft, pt))
         self._n_sets[domain] += n
 
     # ---------------------------------------------------------------------------------------------- compute
@@ -306,6 +336,9 @@ class GenerativeQualityHandler:
         built = {k: self._set(k) for k in self._sets}  # each set concatenated once
         fid: dict[str, Any] = {}
         for name, gen_key, ref_key in _FID_SETS:
+            if gen_key[1] == "to_abnormal" and self.to_abnormal is None:
+                fid[name] = {"skipped": "no normal -> abnormal generator (a two-domain CycleGAN's to_abnormal)"}
+                continue
             gen, ref = built.get(gen_key), built.get(ref_key)
             n_gen, n_ref = (0 if gen is None else gen[0].shape[0]), (0 if ref is None else ref[0].shape[0])
             gen_name, ref_name = f"{gen_key[1]}_{gen_key[0]}", f"{ref_key[1]}_{ref_key[0]}"
@@ -319,15 +352,17 @@ class GenerativeQualityHandler:
         fid["feature_dim"] = int(sets[0][0].shape[1]) if sets else None
         result["fid"] = fid
         inc: dict[str, Any] = {}
-        for domain in _DOMAINS.values():
-            for kind in ("real", "generated"):
-                s = built.get((domain, kind))
-                n = 0 if s is None else int(s[1].shape[0])
-                if n < 2:
-                    inc[f"{kind}_{domain}"] = {"n": n, "skipped": f"fewer than 2 {kind} {domain} samples ({n})"}
-                else:
-                    mean, std = inception_score(s[1])
-                    inc[f"{kind}_{domain}"] = {"n": n, "value": mean, "std": std}
+        for name, key in _IS_SETS:
+            if key[1] == "to_abnormal" and self.to_abnormal is None:
+                continue
+            s = built.get(key)
+            n = 0 if s is None else int(s[1].shape[0])
+            if n < 2:
+                inc[name] = {"n": n, "skipped": f"fewer than 2 samples in {name.replace('_', ' ')} ({n})"}
+            else:
+                splits = min(self.is_splits, n // 2)
+                mean, std = inception_score(s[1], splits=splits)
+                inc[name] = {"n": n, "value": mean, "std": std, "splits": splits}
         n_classes = int(sets[0][1].shape[1]) if sets else None
         inc["n_classes"] = n_classes
         inc["note"] = f"lies in [1, {n_classes}] for a {n_classes}-class classifier" if n_classes else None
@@ -375,11 +410,12 @@ class GenerativeQualityHandler:
                 if not isinstance(v, Mapping):
                     continue
                 ns = ", ".join(f"{k} {n}" for k, n in v.items() if k.startswith("n"))
-                shown = (
-                    v["skipped"]
-                    if "skipped" in v
-                    else _fmt(v["value"]) + (f" (std {_fmt(v['std'])})" if "std" in v and v["std"] else "")
-                )
+                if "skipped" in v:
+                    shown = v["skipped"]
+                elif "splits" in v:
+                    shown = f"{_fmt(v['value'])} +- {_fmt(v['std'])} over {v['splits']} split(s)"
+                else:
+                    shown = _fmt(v["value"]) + (f" (std {_fmt(v['std'])})" if "std" in v and v["std"] else "")
                 lines.append(f"  {name.replace('_', ' ')}: {shown} ({ns})")
         return lines
 

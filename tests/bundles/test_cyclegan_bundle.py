@@ -108,8 +108,17 @@ def test_two_domain_cyclegan_takes_the_abnormal_domain_from_labels_and_translate
     assert last["buffer_a"]["images"].shape[0] > 0 and last["buffer_b"]["images"].shape[0] > 0
     model = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert model["to_abnormal"] and all(torch.equal(model["to_abnormal"][k], last["to_a"][k]) for k in last["to_a"])
-    # the test split is the unsupervised one: every abnormal test image of the identity-mode split is still tested
-    AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE)
+    # the test split is the unsupervised one: every abnormal test image of the identity-mode split is still tested;
+    # with a feature network, FID in both directions (the to_abnormal generator translates the test normals)
+    from monai.networks.nets import resnet18
+
+    weights = tmp_path / "classifier.pt"
+    torch.save({"model": resnet18(spatial_dims=2, n_input_channels=1, num_classes=2).state_dict()}, weights)
+    AnomalyCLI().evaluate(str(data), output_dir=str(out), bundle=BUNDLE, quality=True, quality_features=str(weights))
+    q = json.loads((out / "eval" / "quality.json").read_text())
+    assert q["fid"]["translated_normal_vs_real_abnormal"]["value"] >= 0
+    assert q["fid"]["translated_abnormal_vs_real_normal"]["value"] >= 0
+    assert q["inception_score"]["translated_normal_to_abnormal"]["splits"] >= 1
     ident = tmp_path / "ident"
     AnomalyCLI().train(str(data), output_dir=str(ident), bundle=BUNDLE, max_epochs=1, **TINY)
     AnomalyCLI().evaluate(str(data), output_dir=str(ident), bundle=BUNDLE)

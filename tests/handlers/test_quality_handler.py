@@ -118,6 +118,31 @@ def test_identical_translation_has_zero_fid_and_small_sets_give_reasons(tmp_path
     assert r["inception_score"]["real_normal"]["n"] == 5
 
 
+def test_fid_in_both_directions_with_a_normal_to_abnormal_generator_and_is_over_splits(tmp_path):
+    """With a two-domain model's to_abnormal generator, the normals are translated the other way too and compared
+    with the real abnormals (FID per domain, both directions); every Inception Score is a mean +- std over splits."""
+    torch.manual_seed(1)
+    net = resnet18(spatial_dims=2, n_input_channels=1, num_classes=2)
+    quality = GenerativeQualityHandler(tmp_path, feature_network=net, to_abnormal=torch.nn.Identity(), is_splits=3)
+    _run([quality], items=_items(n_normal=8, n_abnormal=6))
+    fid = quality.result["fid"]
+    both = fid["translated_normal_vs_real_abnormal"]
+    # an identity "translation" of the normals is the real normals: the same distance as real abnormal vs normal
+    assert both["n_to_abnormal_normal"] == 8 and both["n_real_abnormal"] == 6
+    assert both["value"] == pytest.approx(fid["real_abnormal_vs_real_normal"]["value"], rel=1e-4)
+    inc = quality.result["inception_score"]
+    assert inc["real_normal"]["splits"] == 3 and inc["real_abnormal"]["splits"] == 3
+    assert inc["translated_normal_to_abnormal"]["n"] == 8 and inc["real_normal"]["std"] > 0
+    assert inc["translated_normal_to_abnormal"]["value"] == pytest.approx(inc["real_normal"]["value"])
+    text = "\n".join(quality.report_lines())
+    assert "translated normal vs real abnormal" in text and "over 3 split(s)" in text
+    # without the generator the other direction is skipped with its reason
+    plain = GenerativeQualityHandler(tmp_path / "plain", feature_network=net)
+    _run([plain], items=_items(n_normal=8, n_abnormal=6))
+    assert "no normal -> abnormal generator" in plain.result["fid"]["translated_normal_vs_real_abnormal"]["skipped"]
+    assert "translated_normal_to_abnormal" not in plain.result["inception_score"]
+
+
 def test_foreign_feature_checkpoint_is_refused(tmp_path):
     torch.save({"model": _net().state_dict()}, tmp_path / "ae.pt")
     with pytest.raises(BadInputError, match="resnet18"):
