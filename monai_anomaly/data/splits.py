@@ -385,9 +385,9 @@ def two_domain_splits(
       keeps every abnormal group out of train. As in the brain-MRI CycleGAN work, which translates between a
       tumour and a no-tumour domain using the folders' labels, ``fraction`` of the validation split's abnormal groups
       (seeded, group-aware, at least one, and at least one left for validation where there are two or more) move to
-      train as domain A: role ``mixed`` (so :func:`training_items` takes them), ``label`` -1 (no trainer reads it),
-      ``true_label`` 1 and ``domain_source`` ``"labels"``. The test split is untouched, so the method is tested on
-      the same images as the others. The move is logged.
+      train as domain A: role ``mixed`` (so :func:`training_items` takes them) and ``label`` -1 (no trainer reads
+      it), and no other key (a batch collates only items with the same keys). The test split is untouched, so the
+      method is tested on the same images as the others. The move is logged.
 
     Any other ``mode`` returns ``splits`` unchanged.
 
@@ -399,10 +399,8 @@ def two_domain_splits(
         >>> items = [{"image": f"n{i}.png", "label": 0, "role": "normal", "split": "train"} for i in range(4)]
         >>> items += [{"image": f"a{i}.png", "label": 1, "role": "eval", "split": "val"} for i in range(4)]
         >>> out = two_domain_splits({"train": items[:4], "val": items[4:], "test": []}, "data/")
-        >>> sorted((it["role"], it["label"], it.get("domain_source")) for it in out["train"])[-1]
-        ('normal', 0, None)
-        >>> [it["domain_source"] for it in out["train"] if it["role"] == "mixed"]
-        ['labels', 'labels']
+        >>> sorted((it["role"], it["label"]) for it in out["train"])
+        [('mixed', -1), ('mixed', -1), ('normal', 0), ('normal', 0), ('normal', 0), ('normal', 0)]
         >>> len(out["val"])
         2
     """
@@ -437,8 +435,7 @@ def two_domain_splits(
     for it in val:
         if id(it) in is_abnormal and _group_of(it, group_key) in moved:
             d = dict(it)
-            d.update({role_k: Role.MIXED.value, label_k: -1, AnomalyKeys.TRUE_LABEL.value: 1})
-            d["domain_source"], d[AnomalyKeys.SPLIT.value] = "labels", "train"
+            d.update({role_k: Role.MIXED.value, label_k: -1, AnomalyKeys.SPLIT.value: "train"})
             domain_a.append(d)
     out["val"] = [it for it in val if not (id(it) in is_abnormal and _group_of(it, group_key) in moved)]
     out["train"] = train + domain_a
