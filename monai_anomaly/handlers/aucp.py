@@ -16,11 +16,12 @@ import numpy as np
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_anomaly.metrics.aucp import debiased_auc, pseudo_auc
+from monai_anomaly.scoring.aggregation import aggregate_scores
 from monai_anomaly.utils.enums import AnomalyKeys, Role
 
 Metric, _ = optional_import("ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Metric", as_type="base")
 
-__all__ = ["PseudoAUCMetric", "MixedSetAUROC", "LabelledAUROC"]
+__all__ = ["AUCP_LEVELS", "PseudoAUCMetric", "MixedSetAUROC", "LabelledAUROC"]
 
 
 def _samples(output: Any) -> list[Mapping[str, Any]]:
@@ -34,7 +35,7 @@ def _samples(output: Any) -> list[Mapping[str, Any]]:
         rows = []
         for i in range(n):
             row = {AnomalyKeys.SCORE.value: float(scores[i])}
-            for key in (AnomalyKeys.ROLE, AnomalyKeys.TRUE_LABEL):
+            for key in (AnomalyKeys.ROLE, AnomalyKeys.TRUE_LABEL, AnomalyKeys.VOLUME_ID):
                 v = output.get(key)
                 if v is not None:
                     row[key.value] = v[i]
@@ -47,13 +48,23 @@ def _value(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+AUCP_LEVELS = ("slice", "subject")
+
+
 class PseudoAUCMetric(Metric):
     """AUCp of the known-healthy vs the unannotated validation samples (higher is better).
+
+    ``level="subject"`` scores subjects, as Brainomaly's protocol does: the slice scores of each subject (its
+    ``volume_id``: a volume, or the ``<subject>__NNN`` files of a 2D layout) are aggregated into one score
+    (:func:`~monai_anomaly.scoring.aggregation.aggregate_scores`, the bundle's ``aggregation``), and AUCp compares the
+    known-healthy subjects with the unannotated ones. Where every subject has one slice the two levels agree.
 
     Args:
         normal_fraction: the share of normals expected in the unannotated set; when given, ``compute`` returns the
             de-biased AUC estimate ``(AUCp - 0.5 pi) / (1 - pi)`` instead (same ranking of checkpoints).
         output_transform: applied to ``engine.state.output``.
+        level: ``"slice"`` or ``"subject"``.
+        aggregation, aggregation_k: how a subject's slice scores become one (``level="subject"``).
 
     Example:
         >>> m = PseudoAUCMetric()
@@ -61,24 +72,48 @@ class PseudoAUCMetric(Metric):
         >>> m.update([{"score": 0.2, "role": "mixed"}])
         >>> m.compute()
         1.0
+        >>> m = PseudoAUCMetric(level="subject", aggregation="mean")
+        >>> m.update([{"score": s, "role": r, "volume_id": v} for s, r, v in
+        ...           [(0.1, "normal", "a"), (0.3, "normal", "a"), (0.25, "mixed", "b"), (0.05, "mixed", "b")]])
+        >>> m.compute()  # subject a: 0.2, subject b: 0.15
+        0.0
     """
 
-    def __init__(self, normal_fraction: float | None = None, output_transform: Callable = lambda x: x) -> None:
+    def __init__(
+        self,
+        normal_fraction: float | None = None,
+        output_transform: Callable = lambda x: x,
+        level: str = "slice",
+        aggregation: str = "mean",
+        aggregation_k: float = 0.1,
+    ) -> None:
+        if level not in AUCP_LEVELS:
+            raise ValueError(f"level must be one of {AUCP_LEVELS}, got {level!r}")
         self.normal_fraction = normal_fraction
+        self.level, self.aggregation, self.aggregation_k = level, str(aggregation), float(aggregation_k)
         super().__init__(output_transform=output_transform)
 
     def reset(self) -> None:
-        self._normal: list[float] = []
-        self._mixed: list[float] = []
+        self._normal: list[tuple[str, float]] = []
+        self._mixed: list[tuple[str, float]] = []
 
     def update(self, output: Any) -> None:
         for s in _samples(output):
             role = str(_value(s.get(AnomalyKeys.ROLE.value, "")))
             score = float(_value(s[AnomalyKeys.SCORE.value]))
+            subject = str(_value(s.get(AnomalyKeys.VOLUME_ID.value, "")))
             if role == Role.NORMAL.value:
-                self._normal.append(score)
+                self._normal.append((subject, score))
             elif role == Role.MIXED.value:
-                self._mixed.append(score)
+                self._mixed.append((subject, score))
+
+    def _level_scores(self, pairs: list[tuple[str, float]]) -> list[float]:
+        if self.level == "slice":
+            return [s for _, s in pairs]
+        by: dict[str, list[float]] = {}
+        for i, (subject, score) in enumerate(pairs):
+            by.setdefault(subject or f"#{i}", []).append(score)  # a sample without a subject is its own
+        return [aggregate_scores(v, self.aggregation, k=self.aggregation_k) for v in by.values()]
 
     def compute(self) -> float:
         if not self._normal or not self._mixed:
@@ -86,7 +121,7 @@ class PseudoAUCMetric(Metric):
                 f"AUCp needs known-healthy and unannotated validation samples; got {len(self._normal)} and "
                 f"{len(self._mixed)} (train with a mixed set: role 'mixed')"
             )
-        aucp = pseudo_auc(self._normal, self._mixed)
+        aucp = pseudo_auc(self._level_scores(self._normal), self._level_scores(self._mixed))
         return aucp if self.normal_fraction is None else debiased_auc(aucp, self.normal_fraction)
 
 

@@ -63,7 +63,8 @@ def test_cyclegan_trains_evaluates_infers_and_resumes(tmp_path):
 
 
 def test_two_domain_cyclegan_trains_on_the_unannotated_mixed_set(tmp_path):
-    """two_domain: the mixed images (labels hidden) are the abnormal domain; the model maps them to normal."""
+    """two_domain: the mixed images (labels hidden) are the abnormal domain; the model maps them to normal, and the
+    checkpoint is chosen by AUCp (per subject), as Brainomaly does, since a mixed set exists."""
     src = sample_data_dir()
     data = tmp_path / "data"
     normals = sorted((src / "normal").glob("*.png"))
@@ -87,6 +88,10 @@ def test_two_domain_cyclegan_trains_on_the_unannotated_mixed_set(tmp_path):
     assert isinstance(cause, BadInputError) and "absent.pt: no such checkpoint file" in str(cause)
     AnomalyCLI().train(str(data), output_dir=str(out), bundle=BUNDLE, cyclegan_mode="two_domain", max_epochs=1,
                        perceptual_weights=str(weights), **TINY)  # fmt: skip
+    from monai_anomaly.reports.training_logs import read_training_scalars
+
+    logged = read_training_scalars(out / "logs")
+    assert {"val_aucp", "val_aucp_slice"} <= set(logged)  # the checkpoint metric: AUCp per subject
     ckpt = torch.load(out / "models" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
     # both replay buffers saw images: domain A (the mixed set) is not empty
     assert ckpt["buffer_a"]["images"].shape[0] > 0 and ckpt["buffer_b"]["images"].shape[0] > 0

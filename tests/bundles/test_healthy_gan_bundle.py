@@ -66,6 +66,9 @@ def test_gan_trains_with_the_mixed_set_and_selects_the_checkpoint_by_aucp(gan_ru
     aucp = [float(x) for x in re.findall(r"Metrics -- .*?val_aucp: ([0-9.]+)", log)]
     true = [float(x) for x in re.findall(r"Metrics -- .*?val_mixed_auroc: ([0-9.]+)", log)]
     assert len(aucp) == 3 and len(true) == 3  # both logged at every validation; the true AUROC only reported
+    # the key metric is AUCp per subject (the files' <subject>__NNN stems: 4 slices each), the slice level beside it
+    per_slice = [float(x) for x in re.findall(r"Metrics -- .*?val_aucp_slice: ([0-9.]+)", log)]
+    assert len(per_slice) == 3
     ckpt = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert ckpt["settings"]["model_type"] == "healthy_gan"
     assert any(k.startswith("model.generator.unet") for k in ckpt["model"])
@@ -113,3 +116,24 @@ def test_gan_training_resumes_with_its_critic(gan_run, tmp_path):
     assert after["trainer"]["iteration"] == 4 * per_epoch  # continued from epoch 3, not from scratch
     assert set(after["critic"]) == set(critic_before)
     assert any(not torch.equal(after["critic"][k], critic_before[k]) for k in critic_before)  # trained on from there
+
+
+def test_the_refiner_on_a_mixed_set_also_selects_its_checkpoint_by_aucp(gan_run, tmp_path):
+    """Every method trained where a mixed set exists chooses its checkpoint by AUCp, not by the normals' loss."""
+    from monai_anomaly.reports.training_logs import read_training_scalars
+
+    data, out, _ = gan_run
+    run = tmp_path / "refined"
+    AnomalyCLI().train(
+        str(data),
+        output_dir=str(run),
+        bundle="diffusion_refined_anomaly",
+        max_epochs=1,
+        image_size=32,
+        channels=[8, 16],
+        diffusion_options={"timesteps": 200, "schedule": "linear_beta", "t0": 50, "steps": 2, "seed": 0},
+        batch_size=16,
+        val_interval=1,
+        coarse_ckpt=str(out / "models" / "model.pt"),
+    )
+    assert {"val_aucp", "val_aucp_slice", "val_normal_loss"} <= set(read_training_scalars(run / "logs"))
