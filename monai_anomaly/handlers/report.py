@@ -64,6 +64,10 @@ class AnomalyReportHandler:
         training_log_dir: the training run's TensorBoard log folder (``<train output_dir>/logs``): its training loss
             and validation curves are drawn in ``training_curves.png`` (``None``: not drawn; the ``evaluate`` command
             passes it). The event files of ``output_dir`` itself (the evaluation's own logs) are never read.
+        validation_normals: ``{"slice": [...], "volume": [...]}``, the scores of the known-normal validation samples
+            the thresholds were fitted on (or a callable ``engine -> dict``, e.g.
+            :meth:`~monai_anomaly.handlers.thresholds.ThresholdFitter.validation_normals`): the report then gives
+            AUCp at test time (see :func:`~monai_anomaly.reports.writer.write_report`).
 
     Example:
         >>> from monai.engines import SupervisedEvaluator  # doctest: +SKIP
@@ -88,7 +92,9 @@ class AnomalyReportHandler:
         thresholds: DecisionThresholds | Callable[[Engine], Any] | None = None,
         skipped_slices: Any = None,
         training_log_dir: str | os.PathLike | None = None,
+        validation_normals: Mapping[str, Any] | Callable[[Engine], Any] | None = None,
     ) -> None:
+        self.validation_normals = validation_normals
         self.skipped_slices = skipped_slices
         self.training_log_dir = None if training_log_dir is None else os.fspath(training_log_dir)
         self.volume_threshold = volume_threshold
@@ -142,6 +148,7 @@ class AnomalyReportHandler:
             volume_rows=None if self.collector.aggregation == "fraction_above" else self.collector.volume_rows(),
             skipped_slices=list(self._resolve(self.skipped_slices, engine) or []),
             training_log_dir=self.training_log_dir,
+            validation_normals=self._resolve(self.validation_normals, engine),
         )
         if self.tensorboard_writer is not None:
             self._log_tensorboard(self.global_step_transform(engine))

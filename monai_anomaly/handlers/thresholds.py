@@ -154,6 +154,7 @@ class ThresholdFitter:
         self.calibrator: NormalCalibrator | None = None
         self.fitted_epoch = -1
         self._normal_scores: list[float] = []
+        self.normal_volume_scores: list[float] = []  # the aggregated scores of the normal validation volumes
 
     def attach(self, engine: Engine) -> None:
         """Register on ``EPOCH_STARTED`` (reset), ``ITERATION_COMPLETED`` (collect) and ``EPOCH_COMPLETED`` (fit)."""
@@ -210,8 +211,11 @@ class ThresholdFitter:
         kw = dict(self.aggregation_kwargs)
         if self.aggregation == "fraction_above":
             kw["threshold"] = float(self.threshold.value)
+        self.normal_volume_scores = [
+            float(aggregate_scores(sc, method=self.aggregation, **kw)) for sc in normal.values()
+        ]
         if len(normal) >= self.min_volumes:
-            vs = [aggregate_scores(sc, method=self.aggregation, **kw) for sc in normal.values()]
+            vs = list(self.normal_volume_scores)
             t = fit_threshold(vs, method=self.method, k=self.k, q=self.q, split=self.split)
             self.volume_threshold = float(t.value)
             self.volume_rule = (
@@ -250,6 +254,13 @@ class ThresholdFitter:
             f"{len(normal)} normal {self.split} volumes, fewer than {self.min_volumes})"
         )
 
+    def validation_normals(self) -> dict[str, list[float]]:
+        """The scores of the known-normal validation samples the thresholds were fitted on: ``{"slice": [...],
+        "volume": [...]}`` (slice scores, and the aggregated scores of the normal validation volumes). What AUCp
+        at test time compares an unlabelled set with (:func:`~monai_anomaly.metrics.aucp.pseudo_auc`)."""
+        slices = [] if self.calibrator is None or not self.calibrator.fitted else self.calibrator.normal_scores.tolist()
+        return {"slice": [float(v) for v in slices], "volume": [float(v) for v in self.normal_volume_scores]}
+
     @property
     def thresholds(self) -> DecisionThresholds:
         """The fitted slice and volume thresholds, their rule and the epoch they were fitted at."""
@@ -279,6 +290,7 @@ class ThresholdFitter:
             "aggregation": self.aggregation,
             "volume_threshold": -1.0 if self.volume_threshold is None else float(self.volume_threshold),
             "volume_rule": self.volume_rule,
+            "normal_volume_scores": torch.tensor(self.normal_volume_scores, dtype=torch.float64),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -293,6 +305,8 @@ class ThresholdFitter:
             None if vt is None or (float(vt) == -1.0 and not state.get("volume_rule")) else float(vt)
         )
         self.volume_rule = str(state.get("volume_rule", ""))
+        nv = state.get("normal_volume_scores")  # absent in checkpoints saved before it was kept
+        self.normal_volume_scores = [] if nv is None else [float(v) for v in torch.as_tensor(nv).reshape(-1).tolist()]
         if "split" in state:
             self.split = str(state["split"])
 

@@ -107,6 +107,17 @@ def report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: f
     lines += _separation_lines("volumes", results["score_separation"]["volume"])
     if "slice_calibrated" in results["score_separation"]:
         lines += _separation_lines("slices, calibrated", results["score_separation"]["slice_calibrated"])
+    aucp = results.get("aucp")
+    if aucp:
+        lines += ["", "AUCp at test time (no labels used)", "----------------------------------"]
+        for level in ("slice", "subject"):
+            e = aucp.get(level) or {}
+            shown = f"{e['value']:.4f}" if "value" in e else f"n/a ({e.get('skipped')})"
+            lines.append(
+                f"{level}: {shown} ({e.get('n_validation_normals', 0)} known-normal validation {level}s vs "
+                f"{e.get('n_evaluated', 0)} evaluated)"
+            )
+        lines.append(f"  {aucp['note']}")
     lines += ["", "Slices not scored", "-----------------"]
     sk = results.get("skipped_slices") or {"n": 0}
     if sk["n"]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_anomaly.metrics.aucp import pseudo_auc
 from monai_anomaly.metrics.separation import level_metrics, score_separation
 from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold, as_threshold
 from monai_anomaly.reports.nifti import save_map_nifti
@@ -46,7 +47,7 @@ from monai_anomaly.scoring.aggregation import aggregate_by_volume
 from monai_anomaly.utils.outputs import EVALUATE, INFER, REPORT_FILES, REPORT_PATTERNS, OutputNotOursError, owned_files
 from monai_anomaly.utils.text import safe_file_stem, safe_text
 
-__all__ = ["evaluate_scores", "write_report"]
+__all__ = ["aucp_at_test_time", "evaluate_scores", "write_report"]
 
 logger = logging.getLogger("monai_anomaly")
 
@@ -138,6 +139,7 @@ def write_report(
     volume_rows: Sequence[Mapping[str, Any]] | None = None,
     skipped_slices: Sequence[Mapping[str, Any]] | None = None,
     training_log_dir: str | os.PathLike | None = None,
+    validation_normals: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """Write the full report of a run into one folder.
 
@@ -196,6 +198,12 @@ def write_report(
         training_log_dir: the training run's TensorBoard log folder (``<train output_dir>/logs``), for
             ``training_curves.png``; its event files under ``output_dir`` (the evaluation's own logs) are ignored.
             ``None``: no training curves. What was found is recorded in ``metrics.json`` (``training_logs``).
+        validation_normals: ``{"slice": [...], "volume": [...]}``, the scores of the known-normal validation slices
+            and volumes the thresholds were fitted on. With them ``metrics.json`` (``aucp``) and the text report give
+            **AUCp at test time**, as Brainomaly's ``test_aucp``: the AUROC of those known normals (class 0) against
+            every evaluated sample (class 1), its labels unused, per slice and per subject (volume). It needs no
+            label, so a user scoring an unlabelled or mixed set still gets a number that says how far the set stands
+            out from the normals (with a share ``pi`` of normals in it, AUC is about ``(AUCp - 0.5 pi) / (1 - pi)``).
 
     Returns:
         the content of ``metrics.json`` plus ``"files"`` (name -> path of every file written).
@@ -268,6 +276,8 @@ def write_report(
         "skipped_slices": _skipped_slices_summary(skipped_slices),
         "run_info": dict(run_info or {}),
     }
+    if validation_normals:
+        results["aucp"] = aucp_at_test_time(validation_normals, scores[finite], v_scores[np.isfinite(v_scores)])
     has_cal = any("calibrated_score" in r for r in rows)
     if has_cal:
         cal = np.array([r.get("calibrated_score", np.nan) for r in rows], dtype=np.float64)
@@ -341,6 +351,37 @@ def write_report(
         f.write(report_text(results, thr, volume_threshold, aggregation))
     logger.info("anomaly report written to %s", output_dir)
     return {**results, "output_dir": output_dir, "files": dict(files)}
+
+
+def aucp_at_test_time(
+    validation_normals: Mapping[str, Sequence[float]], slice_scores: Sequence[float], volume_scores: Sequence[float]
+) -> dict[str, Any]:
+    """AUCp at test time (Brainomaly's ``test_aucp``): the known-normal validation scores (class 0) against every
+    evaluated score (class 1, labels unused), per slice and per subject (volume). A level without scores on both
+    sides gets a reason instead of a value.
+
+    Example:
+        >>> r = aucp_at_test_time({"slice": [0.1, 0.2], "volume": []}, [0.15, 0.9], [0.5])
+        >>> r["slice"]["value"], "skipped" in r["subject"]
+        (0.75, True)
+    """
+    out: dict[str, Any] = {
+        "note": "AUCp at test time (Brainomaly's test_aucp): the known-normal validation samples against every "
+        "evaluated sample, labels unused; 0.5: the evaluated set looks like the normals"
+    }
+    for level, ref_key, evaluated in (("slice", "slice", slice_scores), ("subject", "volume", volume_scores)):
+        ref = [float(v) for v in (validation_normals.get(ref_key) or []) if math.isfinite(float(v))]
+        ev = [float(v) for v in evaluated if math.isfinite(float(v))]
+        entry: dict[str, Any] = {"n_validation_normals": len(ref), "n_evaluated": len(ev)}
+        if not ev:
+            entry["skipped"] = "no evaluated score"
+        elif not ref:
+            what = "volume scores (a model saved before they were kept)" if ref_key == "volume" else "slice scores"
+            entry["skipped"] = f"no known-normal validation {what}"
+        else:
+            entry["value"] = pseudo_auc(ref, ev)
+        out[level] = entry
+    return out
 
 
 def _figure(failed: list[str], plot: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

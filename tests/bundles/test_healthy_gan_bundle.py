@@ -93,6 +93,11 @@ def test_gan_evaluates_inductively_and_transductively(gan_run):
     tr = json.loads((out / "t" / "metrics.json").read_text())
     assert (tr["slice"]["metrics"]["n_normal"], tr["slice"]["metrics"]["n_anomalous"]) == (16, 16)  # neg_mixed, pos
     assert "transductive" in tr["run_info"]["split"]
+    # AUCp at test time, with no label used: the known-normal validation slices / subjects against the evaluated set
+    for m in (ind, tr):
+        assert 0.0 <= m["aucp"]["slice"]["value"] <= 1.0 and m["aucp"]["slice"]["n_evaluated"] == 32
+        assert 0.0 <= m["aucp"]["subject"]["value"] <= 1.0 and m["aucp"]["subject"]["n_evaluated"] == 8  # 4 slices each
+    assert "AUCp at test time" in (out / "t" / "anomaly_report.txt").read_text()
 
 
 def test_gan_model_is_served_by_inference_with_its_settings(gan_run, tmp_path):

@@ -194,6 +194,14 @@ def test_volume_threshold_fitted_on_normal_volumes_when_there_are_enough():
     again = ThresholdFitter()
     again.load_state_dict(state)
     assert again.volume_threshold == pytest.approx(fitter.volume_threshold) and again.volume_rule == fitter.volume_rule
+    # the normal validation scores AUCp at test time compares an unlabelled set with survive the checkpoint
+    normals = again.validation_normals()
+    assert normals["volume"] == pytest.approx(vols)
+    assert sorted(normals["slice"]) == pytest.approx(sorted(o["score"] for o in outs if o["label"] == 0))
+    legacy = {k: v for k, v in state.items() if k != "normal_volume_scores"}  # a model saved before they were kept
+    old = ThresholdFitter()
+    old.load_state_dict(legacy)
+    assert old.validation_normals()["volume"] == []
 
 
 def test_few_normal_volumes_simulate_the_volume_score_of_normals(tmp_path):
