@@ -18,7 +18,7 @@ import torch.nn as nn
 from monai_anomaly.metrics.quality import load_feature_network
 from monai_anomaly.utils.errors import BadInputError
 
-__all__ = ["FilePerceptualLoss"]
+__all__ = ["FilePerceptualLoss", "PerceptualMap"]
 
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -84,3 +84,79 @@ class FilePerceptualLoss(nn.Module):
             raise ValueError(f"the perceptual loss takes 1-channel 2D batches (B, 1, H, W), got {tuple(x.shape)}")
         fx, fy = self.features(x), self.features(y)
         return torch.stack([(a - b).abs().sum(1).mean() for a, b in zip(fx, fy)]).mean()
+
+
+class PerceptualMap(nn.Module):
+    """``forward(x, y)``: a per-pixel perceptual distance map ``(B, 1, H, W)`` of two image batches, through the
+    residual stages of a frozen 1-channel 2D MONAI ``resnet18`` (the map method ``"perceptual"``).
+
+    Each chosen stage's feature maps are normalised to unit length along their channels (as LPIPS does), their L1
+    difference is summed over the channels, resized (bilinear) to the image's size, and the stages are averaged: the
+    spatial form of :class:`FilePerceptualLoss`'s distance, as the OCT CycleGAN's perceptual score compares an image
+    with its translation in a network's feature space instead of pixel by pixel.
+
+    The weights come from a file the user names at training (``weights``: a checkpoint
+    :func:`~monai_anomaly.metrics.quality.load_feature_network` reads, never a download). The stages are submodules
+    and the intensity mapping is kept in buffers, so they are saved in the anomaly model's ``model.pt``: inference,
+    MONAI Label and an exported model rebuild the architecture with ``weights=None`` and load them from there.
+
+    Args:
+        weights: the classifier checkpoint, or ``None`` for the architecture alone (weights loaded afterwards).
+        layers: the residual stages compared (``layer1`` .. ``layer4``).
+        input_range: the intensity range of the images given to :meth:`forward`, mapped linearly onto the
+            classifier's own ``intensity_range`` (from its checkpoint's settings; ``(0, 1)`` when absent).
+
+    Example:
+        >>> m = PerceptualMap(None, input_range=(-1, 1))
+        >>> x = torch.rand(2, 1, 32, 32)
+        >>> tuple(m(x, x).shape), float(m(x, x).abs().max())
+        ((2, 1, 32, 32), 0.0)
+    """
+
+    def __init__(
+        self,
+        weights: str | None = None,
+        layers: Sequence[str] = ("layer1", "layer2", "layer3"),
+        input_range: Sequence[float] = (0.0, 1.0),
+    ) -> None:
+        super().__init__()
+        from monai.networks.nets import resnet18
+
+        bad = [name for name in layers if name not in _STAGES]
+        if bad or not layers:
+            raise BadInputError(str(weights), f"perceptual layers must be among {list(_STAGES)}, got {list(layers)}")
+        if weights:
+            net, settings = load_feature_network(weights, return_settings=True)
+        else:
+            net, settings = resnet18(spatial_dims=2, n_input_channels=1, num_classes=2), {}
+        lo, hi = (float(v) for v in input_range)
+        tlo, thi = (float(v) for v in (settings.get("intensity_range") or (0.0, 1.0)))
+        if hi <= lo:
+            raise BadInputError(str(weights), f"input_range must increase, got {list(input_range)}")
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.act, nn.Identity() if net.no_max_pool else net.maxpool)
+        deepest = max(_STAGES.index(s) for s in layers)
+        self.stages = nn.ModuleDict({name: getattr(net, name) for name in _STAGES[: deepest + 1]})
+        self.layers = tuple(layers)
+        self.register_buffer("scale", torch.tensor((thi - tlo) / (hi - lo)))
+        self.register_buffer("shift", torch.tensor(tlo - lo * (thi - tlo) / (hi - lo)))
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> PerceptualMap:
+        super().train(False)  # frozen: BatchNorm keeps the statistics it was trained with
+        return self
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"the perceptual map takes 1-channel 2D batches (B, 1, H, W), got {tuple(x.shape)}")
+        hx, hy = self.stem(x * self.scale + self.shift), self.stem(y * self.scale + self.shift)
+        maps = []
+        for name, stage in self.stages.items():
+            hx, hy = stage(hx), stage(hy)
+            if name in self.layers:
+                fx = hx / hx.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                fy = hy / hy.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                d = (fx - fy).abs().sum(1, keepdim=True)
+                maps.append(torch.nn.functional.interpolate(d, size=x.shape[2:], mode="bilinear", align_corners=False))
+        return torch.stack(maps).mean(0)

@@ -76,6 +76,9 @@ class AnomalyMapNet(nn.Module):
         data_range: SSIM data range (``None``: per sample).
         calibration: ``"none"`` or ``"normative"`` (:data:`~monai_anomaly.scoring.maps.MAP_CALIBRATIONS`).
         image_size: the side of the (square) training images: the shape of the normative statistics.
+        perceptual: for ``map_method="perceptual"``, the frozen feature-space distance
+            (:class:`~monai_anomaly.losses.perceptual.PerceptualMap`); a submodule, so its weights are saved with the
+            model and every door rebuilds the same map from ``model.pt``.
 
     Example:
         >>> import torch
@@ -98,10 +101,17 @@ class AnomalyMapNet(nn.Module):
         data_range: float | None = None,
         calibration: str = "none",
         image_size: int | None = None,
+        perceptual: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if map_method not in MAP_METHODS:
             raise ValueError(f"map_method must be one of {MAP_METHODS}, got {map_method!r}")
+        if map_method == "perceptual" and perceptual is None:
+            raise ValueError(
+                "map_method 'perceptual' needs perceptual=PerceptualMap(...) (a feature network the user gives)"
+            )
+        # the map method "perceptual": a frozen feature network, saved with the model (monai_anomaly.losses.perceptual)
+        self.perceptual = perceptual if map_method == "perceptual" else None
         if calibration not in MAP_CALIBRATIONS:
             raise ValueError(f"calibration must be one of {MAP_CALIBRATIONS}, got {calibration!r}")
         if calibration == "normative" and not image_size:
@@ -160,6 +170,7 @@ class AnomalyMapNet(nn.Module):
             win_size=self.win_size,
             data_range=self.data_range,
             log_variance=log_variance,
+            distance=self.perceptual,
         )
         if normative:
             amap = ((amap - self.normative_mean) / self.normative_std).clamp_min(0.0)

@@ -7,7 +7,7 @@ and converted) and return a float torch tensor ``(B, 1, ...)`` of the same spati
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ __all__ = [
     "ssim_map",
 ]
 
-MAP_METHODS = ("abs", "squared", "squared_rel", "ssim", "combined", "variance_normalised")
+MAP_METHODS = ("abs", "squared", "squared_rel", "ssim", "combined", "variance_normalised", "perceptual")
 MAP_CALIBRATIONS = ("none", "normative")
 """``"normative"``: the map is the per-pixel z-score against the maps of normal validation images
 (:meth:`~monai_anomaly.networks.anomaly_net.AnomalyMapNet.fit_normative`)."""
@@ -252,6 +252,7 @@ def compute_anomaly_map(
     win_size: int = 7,
     data_range: float | None = None,
     log_variance: ArrayLike | None = None,
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Anomaly map of a reconstruction-based method.
 
@@ -268,11 +269,20 @@ def compute_anomaly_map(
         win_size: SSIM window size.
         data_range: SSIM data range (see :func:`ssim_map`).
         log_variance: the predicted per-pixel ``log sigma^2`` of a network that predicts one (AE-U).
+        distance: for ``"perceptual"``, the feature-space distance ``distance(image, reconstruction) -> (B, 1, H, W)``
+            (:class:`~monai_anomaly.losses.perceptual.PerceptualMap`, from a network the user gives).
 
     Returns:
         ``(B, 1, H, W[, D])`` float tensor.
     """
-    if method == "variance_normalised":
+    if method == "perceptual":
+        if distance is None:
+            raise ValueError(
+                "map_method 'perceptual' needs a feature network: train with --perceptual_score_weights FILE "
+                "(a 1-channel MONAI resnet18 checkpoint, e.g. the supervised_resnet18 bundle's model.pt)"
+            )
+        m = distance(torch.as_tensor(image).float(), torch.as_tensor(reconstruction).float())
+    elif method == "variance_normalised":
         if log_variance is None:
             raise ValueError(
                 "map_method 'variance_normalised' needs a network that predicts a per-pixel log-variance "

@@ -75,3 +75,32 @@ def test_bad_files_and_settings_get_short_errors(tmp_path, weights):
         FilePerceptualLoss(weights, layers=("layer9",))
     with pytest.raises(ValueError, match="1-channel 2D"):
         FilePerceptualLoss(weights)(torch.zeros(1, 1, 8, 16, 16), torch.zeros(1, 1, 8, 16, 16))
+
+
+def test_perceptual_map_is_zero_for_equal_images_and_highest_where_they_differ(weights):
+    from monai_anomaly.losses.perceptual import PerceptualMap
+
+    m = PerceptualMap(str(weights), input_range=(-1, 1))
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    y = x.clone()
+    y[:, :, 8:20, 40:52] = 1.0  # a bright square in the top right
+    assert float(m(x, x).abs().max()) == 0.0
+    d = m(x, y)
+    assert d.shape == (2, 1, 64, 64) and not d.requires_grad
+    assert float(d[:, :, 8:20, 40:52].mean()) > 3 * float(d[:, :, 40:60, 4:24].mean())  # local, not global
+    # the architecture alone, then the saved weights: the same map (what inference rebuilds from model.pt)
+    again = PerceptualMap(None, input_range=(-1, 1))
+    again.load_state_dict(m.state_dict())
+    assert torch.allclose(again(x, y), d)
+    m.train()
+    assert not m.training  # frozen BatchNorm
+
+
+def test_the_perceptual_map_method_needs_its_network():
+    from monai_anomaly.networks.anomaly_net import AnomalyMapNet
+    from monai_anomaly.scoring.maps import compute_anomaly_map
+
+    with pytest.raises(ValueError, match="needs perceptual"):
+        AnomalyMapNet(torch.nn.Identity(), map_method="perceptual")
+    with pytest.raises(ValueError, match="perceptual_score_weights"):
+        compute_anomaly_map(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), method="perceptual")
