@@ -30,6 +30,7 @@ from monai_anomaly.networks.simplex import fractal_simplex_noise
 
 __all__ = [
     "DiffusionReconstruction",
+    "REFINE_MODES",
     "RefinedReconstruction",
     "diffusion_unet",
     "ddim_timesteps",
@@ -47,7 +48,9 @@ DIFFUSION_DEFAULTS = {
     "seed": 0,  # seed of the inference noise
     "condition": True,  # refiner only: the coarse image as an extra input channel of the UNet
     "noise": "gaussian",  # "gaussian" or "simplex" (AnoDDPM's multi-octave simplex noise, in training and inference)
+    "refine": "image",  # refiner only: "image" (denoise the noised coarse image to x0) or "residual" (Brainomaly-Diff)
 }
+REFINE_MODES = ("image", "residual")
 
 
 def diffusion_unet(
@@ -208,11 +211,20 @@ class DiffusionReconstruction(_Denoiser):
 
 
 class RefinedReconstruction(_Denoiser):
-    """Diffusion refiner on a coarse healthy reconstruction: ``forward(x)`` = ``denoise(coarse(x))``.
+    """Diffusion refiner on a coarse healthy reconstruction.
 
     ``coarse`` is stage 1 (e.g. the healthy-translation GAN's generator, frozen); the UNet is stage 2, trained with
-    DDPM on healthy images. With ``condition`` the UNet also sees the coarse image as a second input channel (it
-    learns ``p(x | coarse)``); without, it is an unconditional healthy prior started from the noised coarse image.
+    DDPM on healthy images. Two modes (``refine``):
+
+    - ``"image"``: ``forward(x)`` = ``denoise(coarse(x))``: the coarse image is noised to ``t0`` and denoised straight
+      to ``x0``. With ``condition`` the UNet also sees the coarse image as a second input channel (it learns
+      ``p(x | coarse)``); without, it is an unconditional healthy prior started from the noised coarse image.
+    - ``"residual"`` (Brainomaly-Diff: "diffusion-based residual correction instead of direct image synthesis"): the
+      UNet learns the correction ``r = x_healthy - coarse`` on healthy images, conditioned on the coarse image; at
+      inference ``r`` is sampled by deterministic DDIM from the seeded noise at ``t0`` (its clean start unknown, so
+      0) and the refined image is ``coarse + r``. It is conditioned on the coarse image only: on a healthy training
+      image ``r = x - coarse`` is a function of the input and the coarse image, so a UNet that also saw the input
+      could learn to copy it back, lesion included.
 
     Example:
         >>> from monai_anomaly.networks.gan import HealthyReconstruction, HealthyTranslationGenerator
@@ -222,10 +234,19 @@ class RefinedReconstruction(_Denoiser):
         torch.Size([2, 1, 32, 32])
     """
 
-    def __init__(self, coarse: nn.Module, unet: nn.Module, condition: bool = True, **kwargs) -> None:
+    def __init__(
+        self, coarse: nn.Module, unet: nn.Module, condition: bool = True, refine: str = "image", **kwargs
+    ) -> None:
+        if refine not in REFINE_MODES:
+            raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+        if refine == "residual":
+            if not condition:
+                raise ValueError("refine 'residual' learns the correction of the coarse image: it needs condition=True")
+            kwargs.setdefault("clip", (-2.0, 2.0))  # a correction of images in [-1, 1] lies in [-2, 2]
         super().__init__(unet, **kwargs)
         self.coarse = coarse
         self.condition = bool(condition)
+        self.refine = refine
         for p in self.coarse.parameters():
             p.requires_grad_(False)
 
@@ -241,12 +262,16 @@ class RefinedReconstruction(_Denoiser):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.coarse_image(x)
+        if self.refine == "residual":
+            return (c + self.denoise(torch.zeros_like(c), c)).clamp(-1.0, 1.0)
         return self.denoise(c, c if self.condition else None)
 
     def training_loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """DDPM noise-prediction MSE on healthy images ``x``, conditioned on their coarse reconstruction."""
-        x_t, t, noise = self.training_pair(x, generator)
-        inp = torch.cat([x_t, self.coarse_image(x)], dim=1) if self.condition else x_t
+        """DDPM noise-prediction MSE on healthy images ``x`` (``"image"``) or on their correction ``x - coarse(x)``
+        (``"residual"``), conditioned on the coarse reconstruction."""
+        c = self.coarse_image(x)
+        x_t, t, noise = self.training_pair(x - c if self.refine == "residual" else x, generator)
+        inp = torch.cat([x_t, c], dim=1) if self.condition else x_t
         return nn.functional.mse_loss(self.unet(inp, t), noise)
 
 

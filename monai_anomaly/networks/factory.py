@@ -128,7 +128,9 @@ def _diffusion(s: AnomalyModelSettings, nd: int) -> torch.nn.Module:
         stage1 = sorted(k for k, v in METHODS.items() if v.stage1)
         raise ValueError(f"the refiner's stage 1 must be one of {stage1}, got {coarse['model_type']!r}")
     first = AnomalyModelSettings.from_dict({"image_size": s.image_size, **coarse})
-    return RefinedReconstruction(spec.build(first, nd), unet, condition=cond, **kw)
+    return RefinedReconstruction(
+        spec.build(first, nd), unet, condition=cond, refine=str(d.get("refine", "image")), **kw
+    )
 
 
 METHODS: dict[str, MethodSpec] = {

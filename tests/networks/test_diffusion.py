@@ -139,3 +139,42 @@ def test_refiner_reads_stage_1_from_a_checkpoint_and_refuses_mismatches(tmp_path
 
 def _strip(state):
     return {k[len("model.") :]: v for k, v in state.items()}
+
+
+class _FirstChannel(torch.nn.Module):
+    def forward(self, inp, t):
+        return inp[:, :1]
+
+
+class _Halve(torch.nn.Module):
+    """A 'coarse reconstruction' that loses half the contrast."""
+
+    def forward(self, x):
+        return 0.5 * x
+
+
+def test_residual_refiner_adds_the_sampled_correction_to_the_coarse_image():
+    """Brainomaly-Diff's residual mode: DDIM samples the correction r = x_healthy - coarse (an oracle knows it here)
+    from the seeded noise at t0, conditioned on the coarse image only, and the refined image is coarse + r."""
+    healthy = _brain(2)
+    net = RefinedReconstruction(_Halve(), torch.nn.Identity(), refine="residual", timesteps=1000, t0=400, steps=3)
+    seen = []
+
+    class ResidualOracle(Oracle):
+        def forward(self, inp, t):
+            seen.append(inp.shape[1])
+            return super().forward(inp[:, :1], t)
+
+    net.unet = ResidualOracle(healthy - 0.5 * healthy, net.alphas_cumprod)
+    torch.testing.assert_close(net.eval()(healthy), healthy, atol=1e-4, rtol=1e-4)
+    assert set(seen) == {2}  # the noisy correction + the coarse image: the input itself is never shown
+    # training: the DDPM target is the correction, not the image
+    targets = []
+    net.training_pair = lambda x, generator=None: targets.append(x) or (x, torch.zeros(len(x), dtype=torch.long), x)
+    net.unet = _FirstChannel()
+    net.training_loss(healthy)
+    torch.testing.assert_close(targets[0], healthy - 0.5 * healthy)
+    with pytest.raises(ValueError, match="needs condition=True"):
+        RefinedReconstruction(_Halve(), torch.nn.Identity(), refine="residual", condition=False)
+    with pytest.raises(ValueError, match="refine must be one of"):
+        RefinedReconstruction(_Halve(), torch.nn.Identity(), refine="both")
