@@ -449,7 +449,8 @@ class AnomalyCLI:
         metrics.json, anomaly_report.txt, roc_curve.png, pr_curve.png, score_distribution.png, confusion_matrix.png
         (slice and volume level, at the thresholds), training_curves.png (the training loss and validation curves
         that ``train`` logged in ``<output_dir>/logs``; not drawn when there are none), top_anomaly_*.png
-        (image | heatmap | overlay) and NIfTI maps for volumes.
+        (image | heatmap | overlay) and NIfTI maps for volumes. metrics.json and the text report also give AUCp at
+        test time: the known-normal validation slices and volumes against every evaluated sample, no label used.
 
         ``--quality True`` also measures how good the reconstructions are: SSIM, MS-SSIM and PSNR of the test normals'
         reconstructions, written to ``quality.json``, to a "Generative and reconstruction quality" section of
@@ -462,8 +463,7 @@ class AnomalyCLI:
 
         overwrite = _flag(overwrite, "overwrite")
         configs = ["train.json", "evaluate.json", *_extra_configs(config)]
-        defaults = _config_defaults(bundle, configs)
-        override = _check_thresholds(_check_options(defaults, override, "evaluate"))
+        override = _check_thresholds(_check_options(_config_defaults(bundle, configs), override, "evaluate"))
         out = _run_dir(output_dir, bundle)
         ckpt = out / "models" / "model.pt"
         if not ckpt.is_file():

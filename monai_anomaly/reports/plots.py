@@ -279,7 +279,7 @@ def training_curve_tags(tags: Sequence[str]) -> dict[str, list[str]]:
             continue
         if "loss" in low:
             out["val_loss" if low.startswith("val") else "train_loss"].append(tag)
-        elif low.endswith(("auroc", "aucp")):
+        elif "auroc" in low or "aucp" in low:
             out["val_auroc"].append(tag)
     return out
 
