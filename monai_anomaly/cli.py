@@ -81,15 +81,22 @@ def _mute_config_root_notice() -> None:
 
 
 def _coerce_override(value: Any) -> Any:
-    """``"true"`` / ``"false"`` in any case become booleans: the command line parser only converts ``True`` /
-    ``False``, and a config reading the text ``"false"`` would take it as true.
+    """``"true"`` / ``"false"`` in any case become booleans, also inside dicts and lists (JSON's ``true`` in
+    ``--diffusion_options '{"condition": true}'``): the command line parser only converts ``True`` / ``False``, and a
+    config reading the text ``"false"`` would take it as true.
 
     Example:
         >>> _coerce_override("false"), _coerce_override("TRUE"), _coerce_override("falsey"), _coerce_override(3)
         (False, True, 'falsey', 3)
+        >>> _coerce_override({"condition": "true", "steps": 5, "modes": ["false"]})
+        {'condition': True, 'steps': 5, 'modes': [False]}
     """
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
+    if isinstance(value, dict):
+        return {k: _coerce_override(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce_override(v) for v in value]
     return value
 
 

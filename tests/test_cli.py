@@ -161,6 +161,14 @@ def test_boolean_words_reach_the_bundle_as_booleans(monkeypatch):
     run_bundle("autoencoder_anomaly", ["train.json"], quality="false", overwrite="True", layout="auto", max_epochs=3)
     assert seen["quality"] is False and seen["overwrite"] is True
     assert seen["layout"] == "auto" and seen["max_epochs"] == 3
+    # JSON's true inside a dict option, as the command line parser leaves it (the text "true"): a boolean too, or the
+    # refiner would train with condition "true" and evaluate would refuse the saved setting
+    import fire
+
+    options = fire.parser.DefaultParseValue('{"t0": 250, "condition": true}')
+    assert options["condition"] == "true"
+    run_bundle("diffusion_refined_anomaly", ["train.json"], diffusion_options=options)
+    assert seen["diffusion_options"] == {"t0": 250, "condition": True}
 
 
 def test_evaluate_draws_the_confusion_matrix_and_the_runs_own_training_curves(tiny_trained_bundle, tmp_path):
