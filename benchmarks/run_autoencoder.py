@@ -3,7 +3,7 @@
 Every run goes through the CLI (``python -m monai_anomaly train`` then ``evaluate``), each in its own process, so the
 wall time and the peak memory (``resource.getrusage`` max RSS) of each stage are measured separately. Nothing is tuned
 on the test split: the settings are fixed before the run, and the validation history printed during training
-(``val_recon_loss``, validation slice AUROC) is kept in the JSON for model selection.
+(``val_normal_loss``, validation slice AUROC) is kept in the JSON for model selection.
 
 Example:
     PYTHONPATH=. python benchmarks/run_autoencoder.py --out /tmp/ae_bench --epochs brats2018_sample=25
@@ -93,16 +93,14 @@ def parse_train_log(text: str) -> dict[str, Any]:
         history.append({"epoch": int(m.group(1)), **{k: float(v) for k, v in vals.items()}})
     trainer = [
         _secs(*m.groups())
-        for m in re.finditer(r"ReconstructionTrainer - INFO - Epoch\[\d+\] Complete\. Time taken: " + _TIME, text)
+        for m in re.finditer(r"\w*Trainer - INFO - Epoch\[\d+\] Complete\. Time taken: " + _TIME, text)
     ]
     val = [
         _secs(*m.groups())
         for m in re.finditer(r"AnomalyEvaluator - INFO - Epoch\[\d+\] Complete\. Time taken: " + _TIME, text)
     ]
     iters = [int(x) for x in re.findall(r"train \[\d+/\d+\]: \[\d+/(\d+)\]", text)]
-    started = re.search(
-        r"(\d+-\d+-\d+ \d+:\d+:\d+),\d+ - ignite\.engine\.engine\.ReconstructionTrainer - INFO - Engine run", text
-    )
+    started = re.search(r"(\d+-\d+-\d+ \d+:\d+:\d+),\d+ - ignite\.engine\.engine\.\w*Trainer - INFO - Engine run", text)
     first = re.search(r"(\d+-\d+-\d+ \d+:\d+:\d+),\d+ - INFO - --- input summary", text)
     prep = None
     if started and first:
@@ -236,8 +234,9 @@ def _f(x: Any, nd: int = 3) -> str:
 def markdown_table(results: list[dict[str, Any]]) -> str:
     """One row per dataset: test-split metrics, best validation numbers, times and peak memory."""
     head = (
-        "| dataset | epochs | test slices (n) | slice AUROC | slice AUPRC | volume AUROC | best val_recon_loss (epoch) "
-        "| val slice AUROC at best | train wall s | train slices/s | eval wall s | peak RSS train / eval MB |\n"
+        "| dataset | epochs | test slices (n) | slice AUROC | slice AUPRC | volume AUROC "
+        "| best val_normal_loss (epoch) | val slice AUROC at best | train wall s | train slices/s | eval wall s "
+        "| peak RSS train / eval MB |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [head]
@@ -245,14 +244,17 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         if "error" in r:
             rows.append(f"| {r['dataset']} | {r['epochs']} | {r['error']} |" + " |" * 9)
             continue
-        hist = [h for h in r["train"]["val_history"] if "val_recon_loss" in h]
-        best = min(hist, key=lambda h: h["val_recon_loss"]) if hist else {}
+        key = "val_normal_loss"  # the evaluator's key metric (logs of old runs: val_recon_loss)
+        if not any(key in h for h in r["train"]["val_history"]):
+            key = "val_recon_loss"
+        hist = [h for h in r["train"]["val_history"] if key in h]
+        best = min(hist, key=lambda h: h[key]) if hist else {}
         vol = r["volume"]
         vol_s = _f(vol.get("auroc")) if vol.get("auroc") is not None else "n/a (one class)"
         rows.append(
             f"| {r['dataset']} | {r['train']['epochs_run']} | {_f(r['slice'].get('n'))} "
             f"| {_f(r['slice'].get('auroc'))} "
-            f"| {_f(r['slice'].get('auprc'))} | {vol_s} | {_f(best.get('val_recon_loss'), 4)} ({best.get('epoch')}) "
+            f"| {_f(r['slice'].get('auprc'))} | {vol_s} | {_f(best.get(key), 4)} ({best.get('epoch')}) "
             f"| {_f(best.get('slice_auroc'))} | {_f(r['train'].get('wall_s'), 0)} "
             f"| {_f(r['train'].get('train_slices_per_s_approx'), 1)} | {_f(r['evaluate'].get('wall_s'), 0)} "
             f"| {_f(peak_mb(r['train']), 0)} / {_f(peak_mb(r['evaluate']), 0)} |"
