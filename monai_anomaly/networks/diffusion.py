@@ -48,7 +48,9 @@ DIFFUSION_DEFAULTS = {
     "seed": 0,  # seed of the inference noise
     "condition": True,  # refiner only: the coarse image as an extra input channel of the UNet
     "noise": "gaussian",  # "gaussian" or "simplex" (AnoDDPM's multi-octave simplex noise, in training and inference)
-    "refine": "image",  # refiner only: "image" (denoise the noised coarse image to x0) or "residual" (Brainomaly-Diff)
+    # refiner only: "residual" (Brainomaly-Diff: learn the correction of the coarse image) or "image" (denoise the
+    # noised coarse image to x0); a model saved before the option existed was trained in "image" mode
+    "refine": "residual",
 }
 REFINE_MODES = ("image", "residual")
 

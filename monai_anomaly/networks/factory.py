@@ -129,7 +129,7 @@ def _diffusion(s: AnomalyModelSettings, nd: int) -> torch.nn.Module:
         raise ValueError(f"the refiner's stage 1 must be one of {stage1}, got {coarse['model_type']!r}")
     first = AnomalyModelSettings.from_dict({"image_size": s.image_size, **coarse})
     return RefinedReconstruction(
-        spec.build(first, nd), unet, condition=cond, refine=str(d.get("refine", "image")), **kw
+        spec.build(first, nd), unet, condition=cond, refine=str((s.diffusion or {}).get("refine", "image")), **kw
     )
 
 

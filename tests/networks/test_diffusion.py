@@ -178,3 +178,14 @@ def test_residual_refiner_adds_the_sampled_correction_to_the_coarse_image():
         RefinedReconstruction(_Halve(), torch.nn.Identity(), refine="residual", condition=False)
     with pytest.raises(ValueError, match="refine must be one of"):
         RefinedReconstruction(_Halve(), torch.nn.Identity(), refine="both")
+
+
+def test_refiner_default_is_residual_and_a_model_saved_without_the_option_stays_image():
+    from monai_anomaly.networks.diffusion import DIFFUSION_DEFAULTS
+
+    assert DIFFUSION_DEFAULTS["refine"] == "residual"
+    coarse = {"model_type": "healthy_gan", "channels": [8, 8, 16, 32, 64, 8]}
+    common = {"model_type": "gan_refined", "image_size": 32, "channels": [8, 16]}
+    legacy = reconstruction_network(**common, diffusion={"t0": 50, "coarse": coarse})  # saved before 0.5.0
+    new = reconstruction_network(**common, diffusion={"t0": 50, "refine": "residual", "coarse": coarse})
+    assert legacy.refine == "image" and new.refine == "residual"
