@@ -23,6 +23,31 @@ __all__ = ["FilePerceptualLoss", "PerceptualMap"]
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
+def _frozen_resnet(
+    weights: str | None, layers: Sequence[str], input_range: Sequence[float]
+) -> tuple[nn.Module, float, float]:
+    """The 1-channel MONAI ``resnet18`` of ``weights`` (the architecture alone for ``None``), frozen, and the linear
+    map ``x * scale + shift`` from ``input_range`` onto the range it was trained on (its checkpoint's
+    ``intensity_range``; ``(0, 1)`` when absent). Checks the layer names and the range first."""
+    from monai.networks.nets import resnet18
+
+    bad = [name for name in layers if name not in _STAGES]
+    if bad or not layers:
+        raise BadInputError(str(weights), f"perceptual layers must be among {list(_STAGES)}, got {list(layers)}")
+    lo, hi = (float(v) for v in input_range)
+    if hi <= lo:
+        raise BadInputError(str(weights), f"input_range must increase, got {list(input_range)}")
+    if weights:
+        net, settings = load_feature_network(weights, return_settings=True)
+    else:
+        net, settings = resnet18(spatial_dims=2, n_input_channels=1, num_classes=2), {}
+    for p in net.parameters():
+        p.requires_grad_(False)
+    tlo, thi = (float(v) for v in (settings.get("intensity_range") or (0.0, 1.0)))
+    scale = (thi - tlo) / (hi - lo)
+    return net.eval(), scale, tlo - lo * scale
+
+
 class FilePerceptualLoss(nn.Module):
     """``forward(x, y)``: feature-space distance of two image batches through a frozen classifier read from a file.
 
@@ -47,19 +72,8 @@ class FilePerceptualLoss(nn.Module):
         input_range: Sequence[float] = (0.0, 1.0),
     ) -> None:
         super().__init__()
-        bad = [name for name in layers if name not in _STAGES]
-        if bad or not layers:
-            raise BadInputError(str(weights), f"perceptual layers must be among {list(_STAGES)}, got {list(layers)}")
-        net, settings = load_feature_network(weights, return_settings=True)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.net = net.eval()
+        self.net, self.scale, self.shift = _frozen_resnet(weights, layers, input_range)
         self.layers = tuple(layers)
-        lo, hi = (float(v) for v in input_range)
-        tlo, thi = (float(v) for v in (settings.get("intensity_range") or (0.0, 1.0)))
-        if hi <= lo:
-            raise BadInputError(str(weights), f"input_range must increase, got {list(input_range)}")
-        self.scale, self.shift = (thi - tlo) / (hi - lo), tlo - lo * (thi - tlo) / (hi - lo)
 
     def train(self, mode: bool = True) -> FilePerceptualLoss:
         super().train(mode)
@@ -120,27 +134,13 @@ class PerceptualMap(nn.Module):
         input_range: Sequence[float] = (0.0, 1.0),
     ) -> None:
         super().__init__()
-        from monai.networks.nets import resnet18
-
-        bad = [name for name in layers if name not in _STAGES]
-        if bad or not layers:
-            raise BadInputError(str(weights), f"perceptual layers must be among {list(_STAGES)}, got {list(layers)}")
-        if weights:
-            net, settings = load_feature_network(weights, return_settings=True)
-        else:
-            net, settings = resnet18(spatial_dims=2, n_input_channels=1, num_classes=2), {}
-        lo, hi = (float(v) for v in input_range)
-        tlo, thi = (float(v) for v in (settings.get("intensity_range") or (0.0, 1.0)))
-        if hi <= lo:
-            raise BadInputError(str(weights), f"input_range must increase, got {list(input_range)}")
+        net, scale, shift = _frozen_resnet(weights, layers, input_range)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.act, nn.Identity() if net.no_max_pool else net.maxpool)
         deepest = max(_STAGES.index(s) for s in layers)
         self.stages = nn.ModuleDict({name: getattr(net, name) for name in _STAGES[: deepest + 1]})
         self.layers = tuple(layers)
-        self.register_buffer("scale", torch.tensor((thi - tlo) / (hi - lo)))
-        self.register_buffer("shift", torch.tensor(tlo - lo * (thi - tlo) / (hi - lo)))
-        for p in self.parameters():
-            p.requires_grad_(False)
+        self.register_buffer("scale", torch.tensor(scale))
+        self.register_buffer("shift", torch.tensor(shift))
         self.eval()
 
     def train(self, mode: bool = True) -> PerceptualMap:
