@@ -117,6 +117,8 @@ def report_text(results: Mapping[str, Any], thr: Threshold | None, volume_thr: f
                 f"{level}: {shown} ({e.get('n_validation_normals', 0)} known-normal validation {level}s vs "
                 f"{e.get('n_evaluated', 0)} evaluated)"
             )
+            if e.get("caution"):
+                lines.append(f"  caution: {e['caution']}")
         lines.append(f"  {aucp['note']}")
     lines += ["", "Slices not scored", "-----------------"]
     sk = results.get("skipped_slices") or {"n": 0}

@@ -353,6 +353,10 @@ def write_report(
     return {**results, "output_dir": output_dir, "files": dict(files)}
 
 
+AUCP_MIN_PER_SIDE = 2  # below this a rank AUC is 0 or 1 by construction
+AUCP_FEW_PER_SIDE = 5  # below this the value is reported with a caution
+
+
 def aucp_at_test_time(
     validation_normals: Mapping[str, Sequence[float]], slice_scores: Sequence[float], volume_scores: Sequence[float]
 ) -> dict[str, Any]:
@@ -370,7 +374,8 @@ def aucp_at_test_time(
         "evaluated sample, labels unused; 0.5: the evaluated set looks like the normals"
     }
     for level, ref_key, evaluated in (("slice", "slice", slice_scores), ("subject", "volume", volume_scores)):
-        ref = [float(v) for v in (validation_normals.get(ref_key) or []) if math.isfinite(float(v))]
+        given = validation_normals.get(ref_key)
+        ref = [float(v) for v in ([] if given is None else given) if math.isfinite(float(v))]
         ev = [float(v) for v in evaluated if math.isfinite(float(v))]
         entry: dict[str, Any] = {"n_validation_normals": len(ref), "n_evaluated": len(ev)}
         if not ev:
@@ -378,8 +383,18 @@ def aucp_at_test_time(
         elif not ref:
             what = "volume scores (a model saved before they were kept)" if ref_key == "volume" else "slice scores"
             entry["skipped"] = f"no known-normal validation {what}"
+        elif min(len(ref), len(ev)) < AUCP_MIN_PER_SIDE:
+            entry["skipped"] = (
+                f"too few scores for a rank AUC ({len(ref)} known-normal vs {len(ev)} evaluated; at least "
+                f"{AUCP_MIN_PER_SIDE} each)"
+            )
         else:
             entry["value"] = pseudo_auc(ref, ev)
+            if min(len(ref), len(ev)) < AUCP_FEW_PER_SIDE:
+                entry["caution"] = (
+                    f"only {len(ref)} known-normal vs {len(ev)} evaluated: a coarse estimate (steps of "
+                    f"{1.0 / (len(ref) * len(ev)):.3g})"
+                )
         out[level] = entry
     return out
 

@@ -323,3 +323,18 @@ def test_no_training_logs_no_training_curves(tmp_path, caplog):
     res = write_report(tmp_path / "m", _run(), training_log_dir=tmp_path / "missing")  # a checkpoint from elsewhere
     assert not (tmp_path / "m" / "training_curves.png").exists()
     assert "figures_not_written" not in res
+
+
+def test_aucp_at_test_time_refuses_too_few_subjects_and_cautions_on_few():
+    from monai_anomaly.reports.writer import aucp_at_test_time
+
+    # one normal validation volume against one evaluated volume: 0 or 1 by construction, so no value
+    one = aucp_at_test_time({"slice": [0.1, 0.2, 0.3], "volume": [0.2]}, [0.15, 0.25, 0.9], [0.5])
+    assert "value" not in one["subject"] and "1 known-normal vs 1 evaluated" in one["subject"]["skipped"]
+    assert one["slice"]["value"] == pytest.approx(6 / 9) and "steps of 0.111" in one["slice"]["caution"]
+    # enough on both sides: a value and no caution
+    rng = np.random.default_rng(0)
+    ref, ev = rng.normal(0, 1, 20), rng.normal(1, 1, 30)
+    many = aucp_at_test_time({"slice": ref, "volume": ref[:6]}, ev, ev[:8])
+    assert "caution" not in many["slice"] and "caution" not in many["subject"]
+    assert 0.6 < many["slice"]["value"] <= 1.0 and many["subject"]["n_evaluated"] == 8
