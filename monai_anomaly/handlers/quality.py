@@ -15,6 +15,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
 from monai_anomaly.handlers.scores import _as_items, _identity, _scalar
+from monai_anomaly.metrics.inception import InceptionFeatures, is_inception_weights
 from monai_anomaly.metrics.quality import (
     ClassifierFeatures,
     frechet_distance,
@@ -42,6 +43,10 @@ QUALITY_SECTION = "Generative and reconstruction quality"
 DEFAULT_FEATURE_NOTE = (
     "penultimate (pre-fc) features and softmax of a MONAI ResNet classifier trained in this project, not Inception-v3: "
     "comparable between runs that use the same feature network only, not with the FID / IS of papers"
+)
+INCEPTION_FEATURE_NOTE = (
+    "2048 pool features and softmax of the unbiased 1008-class logits of the standard FID Inception-v3 "
+    "(torch-fidelity's weights, given by the user): comparable with the FID / IS of papers that use it"
 )
 _NO_FEATURES = "none: FID/IS skipped"
 _DOMAINS = {0: "normal", 1: "abnormal"}
@@ -106,8 +111,10 @@ class GenerativeQualityHandler:
     Args:
         output_dir: the report folder.
         feature_network: the classifier giving the features (an ``nn.Module`` with an ``fc`` / ``classifier`` head),
-            a checkpoint path read by :func:`~monai_anomaly.metrics.quality.load_feature_network`, or ``None`` (no
-            FID / IS). Never a downloaded or pretrained network.
+            a checkpoint path read by :func:`~monai_anomaly.metrics.quality.load_feature_network`, the path of the
+            standard FID Inception-v3 weight file (torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``,
+            recognised by :func:`~monai_anomaly.metrics.inception.is_inception_weights`; then the numbers compare
+            with papers'), or ``None`` (no FID / IS). Never a downloaded network: the user gives the file.
         data_range: intensity range for SSIM / PSNR; default ``intensity_range[1] - intensity_range[0]``, else the
             observed max - min of the real normal images.
         intensity_range: the intensity range the evaluated images are scaled to (the bundle's ``intensity_range``).
@@ -164,8 +171,21 @@ class GenerativeQualityHandler:
         self.event = event
         self.device = device
         settings: dict[str, Any] = {}
+        self.inception = False
         if isinstance(feature_network, (str, os.PathLike)) and os.fspath(feature_network):
             self.feature_source = os.path.abspath(os.fspath(feature_network))
+            if is_inception_weights(feature_network):  # the standard FID / IS network: comparable with papers
+                self.inception = True
+                self.feature_source = (
+                    f"Inception-v3 (2015-12-05, torch-fidelity / pytorch-fid weights) from {self.feature_source}"
+                )
+                self.feature_source_note = INCEPTION_FEATURE_NOTE
+                rng = self.intensity_range if self.intensity_range is not None else (0.0, 1.0)
+                self.features = InceptionFeatures(feature_network, intensity_range=(rng[0], rng[1]))
+                self.feature_intensity_range = None
+                self.result = None
+                self.reset()
+                return
             feature_network, settings = load_feature_network(feature_network, return_settings=True)
         elif isinstance(feature_network, nn.Module):
             self.feature_source = f"given module: {type(feature_network).__name__}"
@@ -288,6 +308,12 @@ class GenerativeQualityHandler:
     def _feature_input(self) -> str:
         if self.features is None:
             return "n/a"
+        if self.inception:
+            lo, hi = self.features.intensity_range
+            return (
+                f"intensities mapped from [{lo:g}, {hi:g}] to [0, 255], rounded to 8 bits, gray repeated to RGB, "
+                "resized to 299 x 299 (TensorFlow-1 bilinear, as torch-fidelity)"
+            )
         if self.feature_intensity_range is None or self.intensity_range is None:
             return "images as evaluated (no intensity mapping: the feature network's range is not known)"
         if self.feature_intensity_range == self.intensity_range:

@@ -171,3 +171,20 @@ def test_cli_evaluate_with_quality(tiny_trained_bundle, tmp_path, feature_ckpt):
     assert q["feature_network"] == str(feature_ckpt)
     assert math.isfinite(q["fid"]["reconstructed_normal_vs_real_normal"]["value"])
     assert math.isfinite(q["fid"]["translated_abnormal_vs_real_normal"]["value"])
+
+
+def test_an_inception_weight_file_gives_fid_on_its_2048_features_and_says_so(tmp_path):
+    from monai_anomaly.metrics.inception import InceptionV3FID
+
+    torch.manual_seed(2)  # random weights in torch-fidelity's layout: the real file is the user's, never downloaded
+    path = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save({k: v for k, v in InceptionV3FID().state_dict().items() if "num_batches" not in k}, path)
+    collector = AnomalyScoreCollector()
+    quality = GenerativeQualityHandler(tmp_path, feature_network=str(path), intensity_range=(0, 1), is_splits=2)
+    _run([collector, AnomalyReportHandler(tmp_path, collector), quality], items=_items(4, 2))
+    q = json.loads((tmp_path / "quality.json").read_text())
+    assert q["feature_network"].startswith("Inception-v3 (2015-12-05") and str(path) in q["feature_network"]
+    assert "comparable with the FID / IS of papers" in q["feature_note"] and "299 x 299" in q["feature_input"]
+    assert q["fid"]["feature_dim"] == 2048
+    assert math.isfinite(q["fid"]["reconstructed_normal_vs_real_normal"]["value"])
+    assert 1.0 <= q["inception_score"]["real_normal"]["value"] <= 1008
