@@ -454,6 +454,9 @@ def write_markdown(summary: dict[str, Any], path: Path, plot: Path | None, cost_
         rel = os.path.relpath(plot, path.parent)
         lines += ["## AUROC against training time", "", f"![AUROC against training time]({rel})", ""]
     lines += cost_tables(cost_dir)
+    scale = REPO / "benchmarks" / "results" / "scale.md"  # measured apart (cohorts, pipeline, GPU), with commands
+    if scale.is_file():
+        lines += scale.read_text().rstrip("\n").splitlines() + [""]
     lines += [
         "## Measured apart from this run",
         "",

@@ -7,6 +7,7 @@ config ids (e.g. ``--max_epochs 5 --image_size 64``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -482,10 +483,15 @@ class AnomalyCLI:
         eval_dir = Path(str(override["eval_dir"])).expanduser().resolve() if "eval_dir" in override else out / "eval"
         _refuse_inside_input(eval_dir, dataset_dir, "report")
         override["eval_dir"] = str(eval_dir)
-        with claim_output(eval_dir, EVALUATE, overwrite=overwrite):
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and _flag(override.get("quality", False), "quality"):
+            raise ValueError("--quality True runs in one process: run it without torchrun.")
+        # under torchrun rank 0 claims the folder; the others wait for it in the bundle's init_process_group
+        claim = claim_output(eval_dir, EVALUATE, overwrite=overwrite) if rank == 0 else contextlib.nullcontext()
+        with claim:
             run_bundle(
                 bundle,
-                configs,
+                configs + (["multi_gpu_evaluate.json"] if world > 1 else []),
                 dataset_dir=str(dataset_dir),
                 output_dir=str(out),
                 overwrite=True,  # the folder was claimed (and our earlier files removed) above
@@ -502,6 +508,7 @@ class AnomalyCLI:
         overwrite: bool = False,
         skip_bad: bool = False,
         translate: bool = False,
+        resume: bool = False,
         **override: Any,
     ) -> str:
         """Score images or volumes: per-slice scores, one score per volume, and the anomaly map as NIfTI.
@@ -510,8 +517,14 @@ class AnomalyCLI:
         scan: volume score, threshold, prediction), scores.json (all of it, with the settings used),
         anomaly_report.txt, score_distribution.png and maps/ (``<scan>_anomaly_map.nii.gz`` on the scan's own grid).
 
+        Each scan's map and result record (``scans/<scan>.json``) are written as soon as it is scored, so a cohort
+        of any size runs in bounded memory, and a stopped run continues with ``--resume True``. Under ``torchrun``
+        (``torchrun --nproc_per_node N -m monai_anomaly infer ...``) the scans are shared out over the processes
+        (whole scans) and rank 0 writes the tables and the report: the same files as one process.
+
         Args:
-            input: a file (PNG/JPEG/NIfTI/DICOM), a DICOM series folder, or a folder of such files/series.
+            input: a file (PNG/JPEG/NIfTI/DICOM), a DICOM series folder, a folder of such files/series, or a
+                manifest CSV with one scan path per row (column ``image`` or ``path``; relative to the CSV).
             output_dir: a new or empty folder, not inside ``input``.
             ckpt: the trained model (``<train output_dir>/models/model.pt``; default: the bundle's
                 ``models/model.pt``). Its settings (image size, intensity, map, score, aggregation) are used.
@@ -521,6 +534,8 @@ class AnomalyCLI:
                 generators to ``translations/`` (``<scan>_to_normal`` and, for a two-domain model,
                 ``<scan>_to_abnormal``; NIfTI on the scan's grid for volumes, PNG for 2D images) and
                 ``translations/translations.csv``.
+            resume: continue a stopped run in ``output_dir``: scans with a result record there are not scored
+                again; the final files are those of an uninterrupted run.
             override: other config ids; ``--threshold`` / ``--volume_threshold`` replace the model's fitted slice /
                 volume threshold (a volume threshold derived from the slice one follows ``--threshold``); scores.json
                 and the report say which threshold decided.
@@ -528,8 +543,10 @@ class AnomalyCLI:
         from monai_anomaly.utils.outputs import INFER, claim_output
 
         overwrite, skip_bad = _flag(overwrite, "overwrite"), _flag(skip_bad, "skip_bad")
-        translate = _flag(translate, "translate")
+        translate, resume = _flag(translate, "translate"), _flag(resume, "resume")
         override = _check_thresholds(_check_options(_config_defaults(bundle, ["inference.json"]), override, "infer"))
+        if resume and overwrite:
+            raise ValueError("--resume continues the run in --output_dir and --overwrite replaces it: give one.")
         out = Path(output_dir).expanduser().resolve()
         if not Path(input).expanduser().exists():
             raise FileNotFoundError(f"{Path(input).expanduser().resolve()}: no such file or folder.")
@@ -542,18 +559,23 @@ class AnomalyCLI:
 
             load_generators(model)  # refuse a model without generators before scoring anything
         _refuse_inside_input(out, input)
-        with claim_output(out, INFER, overwrite=overwrite):
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        configs = ["inference.json"] + (["multi_gpu_inference.json"] if world > 1 else [])
+        # under torchrun rank 0 claims the folder; the others wait for it in the bundle's init_process_group
+        claim = claim_output(out, INFER, overwrite=overwrite, keep=resume) if rank == 0 else contextlib.nullcontext()
+        with claim:
             run_bundle(
                 bundle,
-                ["inference.json"],
+                configs,
                 input_path=str(input),
                 output_dir=str(out),
                 ckpt_path=str(model),
                 overwrite=True,  # the folder was claimed (and our earlier files removed) above
                 skip_bad=skip_bad,
+                resume=resume,
                 **override,
             )
-            if translate:
+            if translate and rank == 0:
                 run_bundle(
                     bundle,
                     ["inference.json", "translate.json"],

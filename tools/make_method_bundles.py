@@ -14,6 +14,7 @@ The sources:
   bundle.
 
 It writes ``configs/train.json``, ``inference.json``, ``evaluate.json``, ``multi_gpu_train.json``,
+``multi_gpu_inference.json``, ``multi_gpu_evaluate.json``,
 ``logging.conf`` and ``LICENSE`` of each bundle, each self-contained (``monai.bundle run``, ``ckpt_export`` and MONAI
 Label read them alone). Edit a source, then run ``python tools/make_method_bundles.py``;
 ``tests/bundles/test_bundles.py`` fails when a generated file is out of date.
@@ -132,6 +133,8 @@ def build(name: str) -> dict[str, str]:
     if (method / "multi_gpu.json").is_file():
         multi.update(_json(method / "multi_gpu.json"))  # an overlay merged on train.json: its "a#b" keys stay keys
     put("configs/multi_gpu_train.json", multi)
+    put("configs/multi_gpu_inference.json", _json(TEMPLATE / "configs" / "multi_gpu_inference.json"))
+    put("configs/multi_gpu_evaluate.json", _json(TEMPLATE / "configs" / "multi_gpu_evaluate.json"))
     files["configs/logging.conf"] = (TEMPLATE / "configs" / "logging.conf").read_text()
     files["LICENSE"] = (TEMPLATE / "LICENSE").read_text()
     return files

@@ -17,6 +17,7 @@ __all__ = [
     "scan_id",
     "file_passes_checks",
     "find_scans",
+    "read_manifest",
     "unique_scan_ids",
 ]
 
@@ -85,6 +86,8 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
     extension; scans that would share one (``sub-01/anat/T1w.nii.gz`` and ``sub-02/anat/T1w.nii.gz`` in a BIDS
     folder, ``case.png`` beside ``case.jpg``) get their path relative to the input folder instead, ``/`` written as
     ``__``, and the extension where that is still not unique (``sub-01__anat__T1w``, ``case_png``, ``case_jpg``).
+    A ``.csv`` file is a manifest (:func:`read_manifest`): each listed path is taken as if given here. Each item also
+    carries its position (``scan_index``), which orders every output file of an inference run.
 
     Raises:
         BadInputError: a missing path, a file of an unsupported type (unless ``skip_bad``), an unreadable folder
@@ -100,12 +103,20 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
     roots: list[Path] = []
     for one in paths:
         p = Path(one).expanduser()
+        if p.is_file() and file_suffix(p) == ".csv":  # a manifest: one scan per row
+            for listed in read_manifest(p):
+                kept = [f for f in _find(listed, log) if file_passes_checks(f, log)] if _exists(listed, log) else []
+                found += kept
+                roots += [p.parent] * len(kept)
+            continue
         kept = [f for f in _find(p, log) if file_passes_checks(f, log)]
         if not kept:
             what = "no readable" if len(log) else "no"
             raise BadInputError(p, f"{what} PNG, JPEG, NIfTI or DICOM scans found")
         found += kept
         roots += [p if p.is_dir() and not is_dicom_dir(p) else p.parent] * len(kept)
+    if not found:
+        raise BadInputError(paths[0], "no readable PNG, JPEG, NIfTI or DICOM scans found")
     seen: set[str] = set()
     unique = []
     for f, r in zip(found, roots):  # the same file given twice (a list naming a folder and a file in it) once
@@ -115,9 +126,52 @@ def find_scans(path: str | os.PathLike | list, skip_bad: bool = False, skip_log:
             unique.append((f, r))
     ids = unique_scan_ids([f for f, _ in unique], [r for _, r in unique])
     return [
-        {AnomalyKeys.IMAGE: str(f), AnomalyKeys.VOLUME_ID: vid, AnomalyKeys.LABEL: -1}
-        for (f, _), vid in zip(unique, ids)
+        {AnomalyKeys.IMAGE: str(f), AnomalyKeys.VOLUME_ID: vid, AnomalyKeys.LABEL: -1, AnomalyKeys.SCAN_INDEX: i}
+        for i, ((f, _), vid) in enumerate(zip(unique, ids))
     ]
+
+
+MANIFEST_COLUMNS = ("image", "path", "file", "filename")
+
+
+def read_manifest(path: str | os.PathLike) -> list[Path]:
+    """The scan paths a manifest CSV lists, in its order: the column ``image`` (or ``path`` / ``file`` /
+    ``filename``); relative paths are relative to the CSV's folder. Other columns are ignored.
+
+    Raises:
+        BadInputError: the CSV cannot be read, has no such column, or lists nothing.
+
+    Example:
+        >>> read_manifest("cohort.csv")  # doctest: +SKIP
+        [PosixPath('/data/cohort/sub-001.nii.gz'), ...]
+    """
+    import csv
+
+    p = Path(path)
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip().lower() for c in (reader.fieldnames or [])]
+            column = next((reader.fieldnames[fields.index(c)] for c in MANIFEST_COLUMNS if c in fields), None)
+            if column is None:
+                raise BadInputError(
+                    p, f"a manifest CSV needs a column named one of {list(MANIFEST_COLUMNS)}; it has {fields}"
+                )
+            listed = [(row.get(column) or "").strip() for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise BadInputError(p, f"manifest cannot be read ({type(e).__name__}: {e})") from None
+    out = [(Path(v).expanduser() if Path(v).expanduser().is_absolute() else p.parent / v) for v in listed if v]
+    if not out:
+        raise BadInputError(p, f"the manifest lists no scans in its column {column!r}")
+    return out
+
+
+def _exists(p: Path, log: SkipLog) -> bool:
+    """A manifest's entry exists (else an error, or a skip when the log skips)."""
+    if p.exists():
+        return True
+    log.handle(BadInputError(p, "listed in the manifest but no such file or folder"))
+    return False
 
 
 def unique_scan_ids(files: list[Path], roots: list[Path]) -> list[str]:

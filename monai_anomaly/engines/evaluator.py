@@ -19,6 +19,7 @@ from monai_anomaly.engines.utils import LossKeys, PrepareBatchReconstruction, lo
 from monai_anomaly.losses.reconstruction import ReconstructionLoss
 from monai_anomaly.scoring.maps import MAP_NORMALISATIONS, erode_mask, normalise_map
 from monai_anomaly.scoring.slice_scores import SCORE_REGIONS, SLICE_SCORE_METHODS, score_slices
+from monai_anomaly.utils.dist import rank_world
 from monai_anomaly.utils.enums import AnomalyKeys
 
 if TYPE_CHECKING:
@@ -156,6 +157,9 @@ class AnomalyEvaluator(SupervisedEvaluator):
         prepare_batch: strategy turning a batch into ``(inputs, targets)``.
         key_val_metric: overrides the ``val_normal_loss`` key metric.
         metric_cmp_fn: comparison of the key metric (default: lower is better when the default key metric is used).
+        fixed_batch: fill a short batch up to the loader's ``batch_size`` (copies of its last sample, dropped after
+            the forward pass), so every sample's score is computed in a batch of one size: the same scores whatever
+            the batch boundaries, e.g. over several processes.
         kwargs: other arguments of :class:`~monai.engines.SupervisedEvaluator` (``val_handlers``, ``amp``...).
 
     Example:
@@ -201,6 +205,7 @@ class AnomalyEvaluator(SupervisedEvaluator):
         decollate: bool = True,
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
+        fixed_batch: bool = True,
     ) -> None:
         if score_method not in SLICE_SCORE_METHODS:
             raise ValueError(f"score_method must be one of {SLICE_SCORE_METHODS}, got {score_method!r}")
@@ -250,6 +255,20 @@ class AnomalyEvaluator(SupervisedEvaluator):
         self.foreground_erosion = int(foreground_erosion)
         self.map_normalisation = map_normalisation
         self.loss_fn = ReconstructionLoss("l1", reduction="none") if loss_function is None else loss_function
+        self.fixed_batch = bool(fixed_batch)
+
+    def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
+        """Evaluate; under torch.distributed a rank whose share is empty (fewer volumes than ranks) still fires the
+        run's events, so its handlers take part in the gathers (MONAI skips an empty run, and the other ranks would
+        wait for it)."""
+        if self.state.epoch_length == 0 and rank_world()[1] > 1:
+            from ignite.engine import Events
+
+            self.state.max_epochs, self.state.epoch, self.state.iteration = max(global_epoch, 1), global_epoch, 0
+            for event in (Events.STARTED, Events.EPOCH_STARTED, Events.EPOCH_COMPLETED, Events.COMPLETED):
+                self._fire_event(event)
+            return
+        super().run(global_epoch)
 
     @staticmethod
     def _batch_value(batchdata: Any, key: str) -> Any:
@@ -270,16 +289,30 @@ class AnomalyEvaluator(SupervisedEvaluator):
             whole = torch.as_tensor(whole).to(inputs.device)
             foreground = erode_mask(whole, engine.foreground_erosion)
         model = getattr(engine.network, "module", engine.network)  # DDP: the model itself (no gradients here)
+        n = inputs.shape[0]
+        size = getattr(engine.data_loader, "batch_size", None) if engine.fixed_batch else None
+        pad = size - n if isinstance(size, int) and 0 < n < size else 0
+        # a short batch is filled up to the loader's batch size with copies of its last sample: CPU kernels may
+        # round differently for another batch size (1e-7..1e-6 measured), so every sample is computed in a batch of
+        # the same size, and a run over several processes (other batch boundaries) gives the same scores as one
+        x_in = torch.cat([inputs, inputs[-1:].expand(pad, *inputs.shape[1:])]) if pad else inputs
+        fg_in = foreground
+        if pad and foreground is not None:
+            fg_in = torch.cat([foreground, foreground[-1:].expand(pad, *foreground.shape[1:])])
         with engine.mode(engine.network):
             if engine.amp:
                 with torch.autocast(engine.state.device.type, **engine.amp_kwargs):
-                    pred = model.predict(inputs, foreground=foreground)
+                    pred = model.predict(x_in, foreground=fg_in)
                 pred = {k: v.float() for k, v in pred.items()}
             else:
-                pred = model.predict(inputs, foreground=foreground)
+                pred = model.predict(x_in, foreground=fg_in)
+            if pad:
+                pred = {
+                    k: v[:n] if isinstance(v, torch.Tensor) and v.shape[:1] == (n + pad,) else v
+                    for k, v in pred.items()
+                }
             amap = normalise_map(pred[AnomalyKeys.ANOMALY_MAP], inputs, whole, engine.map_normalisation)
             scores = score_slices(amap, foreground, engine.score_method, engine.score_region, **engine.score_kwargs)
-        n = inputs.shape[0]
         label = self._batch_value(batchdata, AnomalyKeys.LABEL)
         label = torch.full((n,), -1, dtype=torch.long) if label is None else torch.as_tensor(label).reshape(-1)
         logits = pred.get(AnomalyKeys.LOGITS)

@@ -14,6 +14,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 from monai_anomaly.handlers.scores import AnomalyScoreCollector
 from monai_anomaly.metrics.thresholds import DecisionThresholds, Threshold
 from monai_anomaly.reports.writer import write_report
+from monai_anomaly.utils.dist import gather_in_rank_order, rank_world
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -125,6 +126,15 @@ class AnomalyReportHandler:
         return value
 
     def __call__(self, engine: Engine) -> None:
+        skipped = self._resolve(self.skipped, engine)
+        skipped_slices = list(self._resolve(self.skipped_slices, engine) or [])
+        rank, world = rank_world()
+        if world > 1:  # the collector gathered the rows; gather what each rank's data set skipped, rank 0 writes
+            lists = gather_in_rank_order((_as_plain_list(skipped), skipped_slices))
+            skipped = _unique([s for part, _ in lists for s in part])
+            skipped_slices = [s for _, part in lists for s in part]
+            if rank != 0:
+                return
         if not len(self.collector):
             logger.warning("AnomalyReportHandler: nothing was collected; no report written to %s", self.output_dir)
             return
@@ -137,7 +147,7 @@ class AnomalyReportHandler:
             threshold=self._resolve(self.threshold, engine),
             aggregation=self.collector.aggregation,
             aggregation_kwargs=self.collector.aggregation_kwargs,
-            skipped=self._resolve(self.skipped, engine),
+            skipped=skipped,
             panels=self.collector.panels,
             volume_maps=self.collector.volume_maps,
             run_info=run_info,
@@ -146,7 +156,7 @@ class AnomalyReportHandler:
             top_k=self.top_k,
             thresholds=self._resolve(self.thresholds, engine),
             volume_rows=None if self.collector.aggregation == "fraction_above" else self.collector.volume_rows(),
-            skipped_slices=list(self._resolve(self.skipped_slices, engine) or []),
+            skipped_slices=skipped_slices,
             training_log_dir=self.training_log_dir,
             validation_normals=self._resolve(self.validation_normals, engine),
         )
@@ -168,3 +178,23 @@ class AnomalyReportHandler:
                 rgba = mpimg.imread(path)
                 w.add_image(f"report/{name[:-4]}", np.ascontiguousarray(rgba[..., :3]), step, dataformats="HWC")
         w.flush()
+
+
+def _as_plain_list(skipped: Any) -> list[Any]:
+    """A skip log (``as_list()``) or a sequence of skipped inputs, as a plain list."""
+    if skipped is None:
+        return []
+    if hasattr(skipped, "as_list"):
+        return list(skipped.as_list())
+    return list(skipped)
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    """``items`` in order without repeats (every rank builds the same datalist, so its skips appear once each)."""
+    seen, out = set(), []
+    for s in items:
+        key = repr(sorted(s.items())) if isinstance(s, Mapping) else repr(s)
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out

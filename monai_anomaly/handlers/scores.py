@@ -16,6 +16,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_anomaly.metrics.classification import binary_metrics
 from monai_anomaly.scoring.aggregation import aggregate_by_volume
+from monai_anomaly.utils.dist import gather_in_rank_order, rank_world
 from monai_anomaly.utils.enums import AnomalyKeys
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -206,6 +207,7 @@ class AnomalyScoreCollector:
         self.update(self.output_transform(engine.state.output), self.batch_transform(engine.state.batch))
 
     def _completed(self, engine: Engine) -> None:
+        self.gather()
         metrics = self.compute()
         if self.save_metrics:
             engine.state.metrics.update(metrics)
@@ -290,6 +292,28 @@ class AnomalyScoreCollector:
                 affine = np.asarray(_to_np(src.meta["affine"]), dtype=np.float64)
                 break
         self.volume_maps[vid] = (m[0], np.eye(4) if affine is None else affine)
+
+    def gather(self) -> None:
+        """Under torch.distributed: every rank's rows, panels and volume maps on every rank, in rank order (the
+        ranks hold contiguous blocks of whole volumes: :func:`~monai_anomaly.utils.dist.shard_by_volume`), so the
+        result is what one process collecting everything would hold. Without a process group: nothing to do."""
+        if rank_world()[1] <= 1:
+            return
+        parts = gather_in_rank_order((self.rows, self._panels, list(self.volume_maps.items())))
+        rows: list[dict[str, Any]] = []
+        panels: list[tuple[float, int, Any]] = []
+        maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for part_rows, part_panels, part_maps in parts:
+            panels += [(score, index + len(rows), p) for score, index, p in part_panels]  # row indices shifted
+            rows += part_rows
+            for vid, m in part_maps:
+                if len(maps) < self.keep_volume_maps and vid not in maps:
+                    maps[vid] = m
+        # the highest scores, the earliest sample first among equal ones (as one process's min-heap keeps them)
+        best = sorted(panels, key=lambda e: (-e[0], e[1]))[: self.keep_panels]
+        self.rows, self.volume_maps = rows, maps
+        self._panels = [(score, index, p) for score, index, p in best]
+        heapq.heapify(self._panels)
 
     # ---------------------------------------------------------------------------------------------- compute
     def volume_rows(self) -> list[dict[str, Any]]:

@@ -61,5 +61,16 @@ def save_map_nifti(volume_map: Any, affine: Any, path: str | os.PathLike, overwr
     img.set_qform(aff, code=1)
     img.set_sform(aff, code=1)
     img.header.set_data_dtype(np.float32)
-    nib.save(img, path)
+    name = os.path.basename(path)
+    tmp = os.path.join(parent, f".{name[: -len(_suffix(name))]}.tmp{os.getpid()}{_suffix(name)}")
+    try:  # atomically: a killed run never leaves a half-written map under the final name
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
+
+
+def _suffix(name: str) -> str:
+    return ".nii.gz" if name.endswith(".nii.gz") else os.path.splitext(name)[1]

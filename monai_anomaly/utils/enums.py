@@ -33,6 +33,7 @@ class AnomalyKeys(StrEnum):
     PREDICTION = "prediction"
     RESULT = "result"
     SKIPPED_SLICES = "skipped_slices"  # a volume's slices the slice selection left out, each with its reason
+    SCAN_INDEX = "scan_index"  # a scan's position in the inference datalist (the order of every output file)
     TRUE_LABEL = "true_label"  # the hidden label of an unannotated (mixed) sample: for evaluating AUCp only
 
 

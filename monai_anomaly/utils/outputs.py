@@ -98,9 +98,12 @@ INFER = OutputKind(
     (
         *_REPORT,
         "scores.json",
-        ".scores.json.tmp",
+        ".scores.json.tmp*",
+        "scans/*.json",
+        "scans/.*.tmp*",
         "maps/*_anomaly_map.nii.gz",
         "maps/*_heatmap.png",
+        "maps/.*.tmp*",
         "translations/**",
     ),
     legacy_required=("scores.json", "detailed_results.csv", "volume_results.csv", "anomaly_report.txt"),
@@ -125,6 +128,9 @@ DEMO = OutputKind(
     legacy_required=("models/model.pt", "eval/anomaly_report.txt", "infer/scores.json"),
     subfolders=("eval", "infer"),
 )
+
+
+_RESUMABLE = ("infer", "train")  # commands with --resume
 
 
 class OutputNotOursError(ValueError):
@@ -422,6 +428,7 @@ def claim_output(
                 raise FileExistsError(
                     f"{folder}: holds an earlier {kind.what}"
                     + (" that did not finish (the run was stopped)" if unfinished else "")
+                    + ("; pass --resume True to continue it" if unfinished and kind.command in _RESUMABLE else "")
                     + "; pass --overwrite to replace it, or choose another --output_dir."
                 )
             clobber = [f for f in foreign if _matches(f, kind.patterns)]

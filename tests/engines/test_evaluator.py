@@ -184,3 +184,29 @@ def test_collector_from_handlers_reads_the_evaluator_output():
     )
     ev.run()
     assert ev.state.metrics["slice_auroc"] == pytest.approx(1.0)
+
+
+def test_scores_do_not_depend_on_where_the_batches_break():
+    """A sample scored in a short last batch gets the same score, to the bit, as in a full one (what makes evaluate
+    over several processes, whose batches break elsewhere, equal to one process); the filled-up batch's extra samples
+    never reach the output."""
+    from monai_anomaly.networks.anomaly_net import AnomalyMapNet
+    from monai_anomaly.networks.autoencoder import ConvAutoEncoder
+
+    torch.manual_seed(0)
+    net = AnomalyMapNet(ConvAutoEncoder(2, 1, 1, channels=(16, 32, 64), strides=(2, 2, 2), num_res_units=1).eval())
+    g = torch.Generator().manual_seed(1)
+    items = [{"image": torch.rand(1, 64, 64, generator=g), "label": i % 2, "volume_id": f"v{i}"} for i in range(11)]
+
+    def scores(subset):
+        ev = AnomalyEvaluator("cpu", DataLoader(subset, batch_size=4, shuffle=False), net)
+        out = []
+        collect = lambda e: out.extend(float(o["score"]) for o in e.state.output)  # noqa: E731
+        ev.add_event_handler(Events.ITERATION_COMPLETED, collect)
+        ev.run()
+        return out
+
+    whole = scores(items)  # batches 0-3, 4-7, 8-10 (3, filled to 4)
+    assert scores(items[5:]) == whole[5:]  # batches 5-8, 9-10: other boundaries, other short batch
+    assert scores(items[:1]) == whole[:1]  # a batch of one sample
+    assert len(whole) == 11
