@@ -23,13 +23,17 @@ _REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("cohort_inference", _REPO / "benchmarks" / "cohort_inference.py")
 cohort = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cohort)
+_conf_spec = importlib.util.spec_from_file_location("_cohort_tests_conftest", Path(__file__).with_name("conftest.py"))
+_CONF = importlib.util.module_from_spec(_conf_spec)
+_conf_spec.loader.exec_module(_CONF)
 
 # the files that must be byte-identical; metrics.json and anomaly_report.txt differ only in their "created" time
 SAME = ("scores.json", "detailed_results.csv", "volume_results.csv")
 
 
-def _infer(manifest: Path, ckpt: Path, out: Path, *extra: str, nproc: int = 1) -> list[str]:
+def _infer(manifest: Path, ckpt: Path, out: Path, *extra: str, nproc: int = 1, bundle: str = "") -> list[str]:
     args = ["-m", "monai_anomaly", "infer", str(manifest), "--ckpt", str(ckpt), "--output_dir", str(out), *extra]
+    args += ["--bundle", bundle] if bundle else []
     if nproc > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), *args]
     return [sys.executable, *args]
@@ -112,14 +116,22 @@ def test_killed_cohort_inference_resumed_equals_an_uninterrupted_run(tiny_traine
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and importlib.util.find_spec("torch.distributed.run") is None,
                     reason="needs torch.distributed.run")  # fmt: skip
-def test_two_processes_under_torchrun_write_the_files_of_one(tiny_trained_bundle, tmp_path):
-    ckpt = tiny_trained_bundle / "models" / "model.pt"
+@pytest.mark.parametrize("bundle", ["autoencoder_anomaly", "healthy_gan_anomaly"])  # a reconstruction, a translation
+def test_two_processes_under_torchrun_write_the_files_of_one(tiny_trained_bundle, tmp_path, bundle):
+    if bundle == "autoencoder_anomaly":
+        ckpt = tiny_trained_bundle / "models" / "model.pt"
+    else:
+        ckpt = _CONF.make_tiny_trained_bundle(tmp_path / "gan", max_epochs=1, name=bundle) / "models" / "model.pt"
     manifest = cohort.make_cohort(tmp_path / "cohort", 9)  # 9 over 2 ranks: 4 and 5 scans
     out, single = tmp_path / "infer", tmp_path / "single"
-    one = subprocess.run(_infer(manifest, ckpt, out), env=_env(), capture_output=True, text=True)
+    # torchrun runs each process with OMP_NUM_THREADS=1; CPU kernels round by thread count, so the same here
+    one_thread = {**_env(), "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(_infer(manifest, ckpt, out, bundle=bundle), env=one_thread, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-2000:]
     out.rename(single)
-    two = subprocess.run(_infer(manifest, ckpt, out, nproc=2), env=_env(), capture_output=True, text=True)
+    two = subprocess.run(
+        _infer(manifest, ckpt, out, nproc=2, bundle=bundle), env=_env(), capture_output=True, text=True
+    )
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
     log = two.stdout + two.stderr
     assert "(rank 0 of 2)" in log and "(rank 1 of 2)" in log  # each rank scored its share
@@ -131,7 +143,7 @@ def test_evaluate_over_two_processes_writes_the_report_of_one(tiny_trained_bundl
     bundle = tiny_trained_bundle
     cmd = [sys.executable, "-m", "monai_anomaly", "evaluate", str(bundle.parent / "data"), "--output_dir", str(bundle),
            "--bundle", str(bundle), "--eval_dir", str(tmp_path / "eval")]  # fmt: skip
-    one = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    one = subprocess.run(cmd, env={**_env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)  # as torchrun
     assert one.returncode == 0, one.stderr[-2000:]
     (tmp_path / "eval").rename(tmp_path / "single")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]

@@ -32,13 +32,30 @@ from monai_anomaly.utils.enums import AnomalyKeys
 from monai_anomaly.utils.errors import BadInputError, SkipLog
 from monai_anomaly.utils.version import __version__
 
-__all__ = ["SliceDataset", "SkipBadDataset", "transform_fingerprint"]
+__all__ = ["SliceDataset", "SkipBadDataset", "collate_without_meta", "transform_fingerprint"]
 
 logger = logging.getLogger("monai_anomaly")
 # ignite warns when an iterable dataset yields fewer items than its len(): what SkipBadDataset does on purpose when it
 # skips a bad scan (the skip itself is warned about and reported)
 warnings.filterwarnings("ignore", message=r"Data iterator can not provide data anymore")
 _BAD = "__bad_input__"
+
+
+def collate_without_meta(batch: Sequence[Mapping[str, Any]]) -> Any:
+    """MONAI's ``list_data_collate`` of the samples with their ``MetaTensor`` values as plain tensors (no copy).
+
+    For training loaders: a training step reads no metadata, and collating it (a NIfTI header has some 50 keys per
+    sample) cost 16 ms of a 64-slice BraTS batch against 0.2 ms for the tensors alone (docs/benchmarks.md).
+
+    Example:
+        >>> b = collate_without_meta([{"image": MetaTensor(torch.zeros(1, 2, 2), meta={"x": 1}), "label": 0}] * 3)
+        >>> type(b["image"]).__name__, tuple(b["image"].shape), b["label"].tolist()
+        ('Tensor', (3, 1, 2, 2), [0, 0, 0])
+    """
+    from monai.data import list_data_collate
+
+    plain = [{k: v.as_tensor() if isinstance(v, MetaTensor) else v for k, v in s.items()} for s in batch]
+    return list_data_collate(plain)
 
 
 def _describe(err: BaseException, default_path: str) -> tuple[str, str]:
