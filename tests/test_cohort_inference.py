@@ -85,7 +85,7 @@ def test_pending_scans_shares_whole_scans_in_blocks_and_skips_done_ones(tmp_path
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_killed_cohort_inference_resumed_equals_an_uninterrupted_run(tiny_trained_bundle, tmp_path):
     ckpt = tiny_trained_bundle / "models" / "model.pt"
-    manifest = cohort.make_cohort(tmp_path / "cohort", 60)
+    manifest = cohort.make_cohort(tmp_path / "cohort", 30)
     out, whole = tmp_path / "infer", tmp_path / "whole"
     done = subprocess.run(_infer(manifest, ckpt, out), env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -103,13 +103,13 @@ def test_killed_cohort_inference_resumed_equals_an_uninterrupted_run(tiny_traine
         if proc.poll() is None:
             proc.kill()
     n_done = len(list((out / "scans").glob("*.json")))
-    assert 3 <= n_done < 60 and not (out / "scores.json").exists()
+    assert 3 <= n_done < 30 and not (out / "scores.json").exists()
     refused = subprocess.run(_infer(manifest, ckpt, out), env=_env(), capture_output=True, text=True)
     assert refused.returncode != 0 and "--resume True to continue it" in refused.stdout + refused.stderr
     res = subprocess.run(_infer(manifest, ckpt, out, "--resume", "True"), env=_env(), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     log = res.stdout + res.stderr
-    assert f"resume: {n_done} of 60 scans already done" in log or f"resume: {n_done + 1} of 60" in log
+    assert f"resume: {n_done} of 30 scans already done" in log or f"resume: {n_done + 1} of 30" in log
     _assert_same_run(out, whole)
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # the killed run's temporary file is gone
 

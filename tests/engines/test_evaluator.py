@@ -199,7 +199,7 @@ def test_scores_do_not_depend_on_where_the_batches_break():
     items = [{"image": torch.rand(1, 64, 64, generator=g), "label": i % 2, "volume_id": f"v{i}"} for i in range(11)]
 
     def scores(subset):
-        ev = AnomalyEvaluator("cpu", DataLoader(subset, batch_size=4, shuffle=False), net)
+        ev = AnomalyEvaluator("cpu", DataLoader(subset, batch_size=4, shuffle=False), net, fixed_batch=True)
         out = []
         collect = lambda e: out.extend(float(o["score"]) for o in e.state.output)  # noqa: E731
         ev.add_event_handler(Events.ITERATION_COMPLETED, collect)

@@ -171,17 +171,6 @@ def test_cli_evaluate_with_quality(tiny_trained_bundle, tmp_path, feature_ckpt):
     assert q["feature_network"] == str(feature_ckpt)
     assert math.isfinite(q["fid"]["reconstructed_normal_vs_real_normal"]["value"])
     assert math.isfinite(q["fid"]["translated_abnormal_vs_real_normal"]["value"])
-    # with the standard FID Inception-v3 weight file (torch-fidelity's layout; random weights here): said in the report
-    from monai_anomaly.metrics.inception import InceptionV3FID
-
-    inception = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
-    torch.save(InceptionV3FID().state_dict(), inception)
-    base = ["evaluate", str(bundle.parent / "data"), "--output_dir", str(bundle), "--bundle", str(bundle)]
-    main([*base, "--eval_dir", str(tmp_path / "eval_inception"), "--quality", "True"]
-         + ["--quality_features", str(inception), "--debug"])  # fmt: skip
-    q = json.loads((tmp_path / "eval_inception" / "quality.json").read_text())
-    assert q["feature_network"].startswith("Inception-v3") and q["fid"]["feature_dim"] == 2048
-    assert "Inception-v3 (2015-12-05" in (tmp_path / "eval_inception" / "anomaly_report.txt").read_text()
 
 
 def test_an_inception_weight_file_gives_fid_on_its_2048_features_and_says_so(tmp_path):
