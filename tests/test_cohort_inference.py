@@ -116,7 +116,8 @@ def test_killed_cohort_inference_resumed_equals_an_uninterrupted_run(tiny_traine
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and importlib.util.find_spec("torch.distributed.run") is None,
                     reason="needs torch.distributed.run")  # fmt: skip
-@pytest.mark.parametrize("bundle", ["autoencoder_anomaly", "healthy_gan_anomaly"])  # a reconstruction, a translation
+# the healthy GAN passed the same check once by hand (2026-12-03, docs/scale.md); kept out of the suite for its time
+@pytest.mark.parametrize("bundle", ["autoencoder_anomaly"])
 def test_two_processes_under_torchrun_write_the_files_of_one(tiny_trained_bundle, tmp_path, bundle):
     if bundle == "autoencoder_anomaly":
         ckpt = tiny_trained_bundle / "models" / "model.pt"
