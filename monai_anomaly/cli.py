@@ -359,6 +359,8 @@ def _demo_summary(report: Path, infer_dir: Path, total: float) -> str:
             f"{'n/a' if vt is None else f'{vt:.4g}'} -> {sc.get('prediction')}"
         )
         lines.append(f"    heatmap: {sc.get('anomaly_map')}")
+        if sc.get("panels"):
+            lines.append(f"    picture: {sc['panels']} (the three planes through its strongest anomaly)")
     if scans:
         t = scans[0].get("thresholds") or {}
         sl = t.get("slice") or {}

@@ -49,7 +49,8 @@ def _assert_same_run(a: Path, b: Path) -> None:
     strip = lambda p: [ln for ln in p.read_text().splitlines() if "created" not in ln]  # noqa: E731
     assert strip(a / "metrics.json") == strip(b / "metrics.json")
     maps_a, maps_b = sorted(p.name for p in (a / "maps").iterdir()), sorted(p.name for p in (b / "maps").iterdir())
-    assert maps_a == maps_b and all(n.endswith("_anomaly_map.nii.gz") for n in maps_a)  # no temporary file left
+    assert maps_a == maps_b and all(n.endswith(("_anomaly_map.nii.gz", "_panels.png")) for n in maps_a)  # no .tmp
+    assert sum(n.endswith("_panels.png") for n in maps_a) == sum(n.endswith(".nii.gz") for n in maps_a)
     for n in maps_a:
         assert (a / "maps" / n).read_bytes() == (b / "maps" / n).read_bytes(), n
 

@@ -17,7 +17,7 @@ from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 
 from monai_anomaly.metrics.thresholds import DecisionThresholds
 from monai_anomaly.reports.nifti import save_map_nifti
-from monai_anomaly.reports.plots import plot_panel
+from monai_anomaly.reports.plots import plot_orthogonal_panels, plot_panel
 from monai_anomaly.reports.writer import write_report
 from monai_anomaly.transforms.spatial import restore_geometry
 from monai_anomaly.utils.dist import gather_in_rank_order, rank_world
@@ -129,7 +129,8 @@ class InferenceResultWriter:
     :class:`~monai_anomaly.transforms.postprocessing.VolumeAnomalyScored` writes it).
 
     Per scan, when it is done (nothing of it is held in memory afterwards): ``maps/<volume_id>_anomaly_map.nii.gz``
-    with the input's affine (and ``maps/<volume_id>_heatmap.png`` for 2D inputs), then
+    with the input's affine (and ``maps/<volume_id>_heatmap.png`` for 2D inputs, ``maps/<volume_id>_panels.png``,
+    three orthogonal views, for volumes), then
     ``scans/<volume_id>.json``, its result record; every file is written to a temporary name and renamed, so a killed
     run leaves only whole files, and a record exists only once its map does (:func:`pending_scans` with ``resume``
     skips those scans).
@@ -159,6 +160,9 @@ class InferenceResultWriter:
             files; ``None``: the scans this writer saw, in the order it saw them.
         pending: the scans this process scores (:func:`pending_scans`), for the progress lines' total.
         log_every: log a progress line (scans done, rate, time left) every this many scans.
+        save_panels: with ``save_maps``, also write ``maps/<volume_id>_panels.png`` for each volume: its most
+            anomalous slice in the three orientations with the map over it
+            (:func:`~monai_anomaly.reports.plots.plot_orthogonal_panels`).
     """
 
     def __init__(
@@ -176,6 +180,7 @@ class InferenceResultWriter:
         datalist: Sequence[Mapping[str, Any]] | None = None,
         pending: Sequence[Mapping[str, Any]] | None = None,
         log_every: int = 100,
+        save_panels: bool = True,
     ) -> None:
         self.aggregation_kwargs = dict(aggregation_kwargs or {})
         self.thresholds = thresholds if thresholds is not None else DecisionThresholds()
@@ -190,6 +195,7 @@ class InferenceResultWriter:
         self.datalist = datalist
         self.pending = pending
         self.log_every = max(1, int(log_every))
+        self.save_panels = bool(save_panels)
         self.seen: list[dict[str, Any]] = []  # (index, id, source) of the scans written by this writer
         self.total: int | None = None
         self._t0 = time.monotonic()
@@ -289,6 +295,19 @@ class InferenceResultWriter:
     ) -> dict[str, str]:
         written: dict[str, str] = {}
         img = item.get(self.image_key)
+        if self.save_panels and img is not None and getattr(amap, "ndim", np.ndim(amap)) == 4:  # (1, H, W, D)
+            png = self.output_dir / "maps" / f"{safe_file_stem(volume_id)}_panels.png"
+            if png.exists() and not self.overwrite:
+                raise FileExistsError(f"{png}: exists; pass overwrite=True to replace it")
+            png.parent.mkdir(parents=True, exist_ok=True)
+            tmp = png.with_name(f".{png.stem}.tmp{os.getpid()}.png")
+            title = f"{volume_id}: volume score {float(result.get('volume_score') or 0.0):.4f}"
+            spacing = np.linalg.norm(_affine(_meta(item, self.image_key))[:3, :3], axis=0)  # mm per voxel, per axis
+            plot_orthogonal_panels(
+                img.detach().cpu() if isinstance(img, torch.Tensor) else img, amap, str(tmp), title, spacing=spacing
+            )
+            os.replace(tmp, png)  # image and map on the same (loaded) grid, before the map goes back to the file's
+            written["panels"] = str(png)
         if isinstance(img, MetaTensor):  # back onto the file's voxel grid (e.g. from RAS to the file's orientation)
             amap = restore_geometry(amap.detach().cpu(), img.detach().cpu())
             meta = {**meta, "affine": amap.affine}

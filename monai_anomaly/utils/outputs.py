@@ -103,6 +103,7 @@ INFER = OutputKind(
         "scans/.*.tmp*",
         "maps/*_anomaly_map.nii.gz",
         "maps/*_heatmap.png",
+        "maps/*_panels.png",
         "maps/.*.tmp*",
         "translations/**",
     ),

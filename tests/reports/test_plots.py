@@ -144,3 +144,22 @@ def test_training_curves_without_curves_write_nothing(tmp_path):
     assert plot_training_curves({"val_threshold": [(1, 2.0)], "train_loss": []}, str(tmp_path / "tc.png")) is None
     assert plot_training_curves({"train_loss": [(1, float("inf"))]}, str(tmp_path / "tc.png")) is None
     assert not (tmp_path / "tc.png").exists()
+
+
+def test_orthogonal_panels_pass_through_the_strongest_compact_anomaly(tmp_path):
+    from monai_anomaly.reports.plots import most_anomalous_slices, plot_orthogonal_panels
+
+    rng = np.random.default_rng(0)
+    img = rng.random((30, 34, 12)).astype(np.float32)
+    amap = np.zeros_like(img)
+    amap[20:25, 5:10, 3:6] = 1.0  # a compact lesion
+    amap[0, 0, 11] = 4.0  # one hot voxel: brighter, but not where the anomaly is
+    amap[:, :, 9] += 0.05  # a faint slab over a whole slice
+    i, j, k = most_anomalous_slices(amap)
+    assert 20 <= i < 25 and 5 <= j < 10 and 3 <= k < 6  # inside the lesion
+    path = plot_orthogonal_panels(img, amap, str(tmp_path / "p.png"), title="case: 0.5", spacing=(1.0, 1.0, 3.0))
+    with Image.open(path) as im:
+        w, h = im.size
+    assert w > 2 * h  # three panels side by side
+    with pytest.raises(ValueError, match="3D"):
+        plot_orthogonal_panels(img[..., 0], amap[..., 0], str(tmp_path / "q.png"))
